@@ -1,0 +1,224 @@
+"""The rules engine: policy packs of dated, cited parameters, resolved on the date of the care.
+
+A pack is a folder under `rules/packs/`: `pack.yaml` (document, validity, status) and `parameters/*.yaml`.
+A parameter file holds nested nodes; a node with `values` is a parameter, named by its dotted path, e.g.
+`billing.institutional_daily_rate.grade_5`. Each value is dated and carries its `reference` (document and
+clause) and its `source` (`document` or `assumption`). A change of policy is a new dated entry, never an edit.
+
+This module imports neither Prefect nor the database: it is the part a policy expert reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+PACKS_DIR = Path(__file__).parent / "packs"
+
+MONEY_UNITS = {"yuan", "yuan/day", "yuan/month", "yuan/year", "yuan/assessment"}
+
+
+class RulesError(Exception):
+    """A rule cannot be applied: a period outside a pack's validity, or a parameter with no value."""
+
+
+@dataclass(frozen=True)
+class DatedValue:
+    start: dt.date
+    value: Any
+    reference: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    description: str
+    unit: str
+    values: tuple[DatedValue, ...]
+
+    def entry(self, on: dt.date) -> DatedValue:
+        """The value in force on `on`: the latest entry that starts on or before it."""
+        found: DatedValue | None = None
+        for v in self.values:
+            if v.start <= on:
+                found = v
+        if found is None or found.value is None:
+            raise RulesError(
+                f"parameter {self.name} has no value on {on.isoformat()} "
+                f"(first value from {self.values[0].start.isoformat()})"
+            )
+        return found
+
+    def at(self, on: dt.date) -> Any:
+        return self.entry(on).value
+
+    def decimal(self, on: dt.date) -> Decimal:
+        return Decimal(str(self.at(on)))
+
+    def fen(self, on: dt.date) -> int:
+        """A money parameter in integer fen (values are written in yuan, as the documents write them)."""
+        if self.unit not in MONEY_UNITS:
+            raise RulesError(f"parameter {self.name} is in {self.unit}, not money")
+        return int((self.decimal(on) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+    def cite(self, on: dt.date) -> dict[str, Any]:
+        e = self.entry(on)
+        return {
+            "parameter": self.name,
+            "value": str(e.value),
+            "unit": self.unit,
+            "reference": e.reference,
+            "source": e.source,
+            "from": e.start.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Pack:
+    id: str
+    name: str
+    document: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+    draft: bool
+    parameters: dict[str, Parameter] = field(repr=False)
+
+    def param(self, name: str) -> Parameter:
+        try:
+            return self.parameters[name]
+        except KeyError:
+            raise RulesError(f"pack {self.id} has no parameter {name}") from None
+
+    def check_date(self, on: dt.date) -> None:
+        """Refuse a date outside the pack's validity, naming the pack and its dates."""
+        end = self.valid_to.isoformat() if self.valid_to else "open"
+        if on < self.valid_from or (self.valid_to is not None and on > self.valid_to):
+            raise RulesError(
+                f"{on.isoformat()} is outside pack {self.id} ({self.document}), "
+                f"in force {self.valid_from.isoformat()}..{end}"
+            )
+
+    def check_period(self, period: str) -> None:
+        first, last = period_bounds(period)
+        self.check_date(first)
+        self.check_date(last)
+
+    def assumptions(self) -> list[str]:
+        return sorted(
+            n for n, p in self.parameters.items() if any(v.source == "assumption" for v in p.values)
+        )
+
+    def series(self, names: dict[str, str], value_name: str = "value") -> pl.DataFrame:
+        """A frame of (key, effective_from, value) for parameters named in `names` (key -> parameter),
+        money in fen: the form a vectorised rule joins on the care date (`join_asof`)."""
+        rows = []
+        for key, pname in names.items():
+            p = self.param(pname)
+            for v in p.values:
+                value = (
+                    int((Decimal(str(v.value)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+                    if p.unit in MONEY_UNITS
+                    else v.value
+                )
+                rows.append({"key": key, "effective_from": v.start, value_name: value})
+        return pl.DataFrame(rows).sort("effective_from")
+
+
+def period_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """First and last day of a period written `YYYY-MM`."""
+    try:
+        year, month = (int(x) for x in period.split("-"))
+        first = dt.date(year, month, 1)
+    except ValueError:
+        raise RulesError(f"period {period!r} is not of the form YYYY-MM") from None
+    nxt = dt.date(year + month // 12, month % 12 + 1, 1)
+    return first, nxt - dt.timedelta(days=1)
+
+
+def _as_date(x: Any) -> dt.date:
+    if isinstance(x, dt.date):
+        return x
+    return dt.date.fromisoformat(str(x))
+
+
+def _walk(node: dict[str, Any], prefix: str, out: dict[str, Parameter], where: Path) -> None:
+    if "values" in node:
+        values = []
+        for start, entry in sorted(node["values"].items(), key=lambda kv: _as_date(kv[0])):
+            if not isinstance(entry, dict) or "reference" not in entry or "source" not in entry:
+                raise RulesError(f"{where}: {prefix} value of {start} needs reference and source")
+            if entry["source"] not in ("document", "assumption"):
+                raise RulesError(f"{where}: {prefix} source must be document or assumption")
+            values.append(
+                DatedValue(_as_date(start), entry.get("value"), entry["reference"], entry["source"])
+            )
+        out[prefix] = Parameter(prefix, node.get("description", ""), node["unit"], tuple(values))
+        return
+    for key, child in node.items():
+        if key == "description":
+            continue
+        _walk(child, f"{prefix}.{key}" if prefix else key, out, where)
+
+
+@functools.cache
+def load_pack(pack_id: str) -> Pack:
+    folder = PACKS_DIR / pack_id
+    meta_file = folder / "pack.yaml"
+    if not meta_file.exists():
+        raise RulesError(f"no policy pack {pack_id!r}; known packs: {', '.join(pack_ids())}")
+    meta = yaml.safe_load(meta_file.read_text(encoding="utf-8"))
+    params: dict[str, Parameter] = {}
+    for f in sorted((folder / "parameters").glob("*.yaml")):
+        _walk(yaml.safe_load(f.read_text(encoding="utf-8")), f.stem, params, f)
+    return Pack(
+        id=pack_id,
+        name=meta["name"],
+        document=meta["document"],
+        valid_from=_as_date(meta["valid_from"]),
+        valid_to=_as_date(meta["valid_to"]) if meta.get("valid_to") else None,
+        draft=bool(meta.get("draft", False)),
+        parameters=params,
+    )
+
+
+def pack_ids() -> list[str]:
+    return sorted(p.name for p in PACKS_DIR.iterdir() if (p / "pack.yaml").exists())
+
+
+def half_up(numerator: int, denominator: int) -> int:
+    """Integer division rounded half-up, for non-negative amounts in fen."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def with_params(frame: pl.DataFrame, pack: Pack, columns: dict[str, str], on: str) -> pl.DataFrame:
+    """Add a column per parameter, each resolved on the row's own date column `on` (money in fen)."""
+    dates = frame.select(pl.col(on).unique()).to_series().to_list()
+    data: dict[str, list[Any]] = {on: dates}
+    dtypes: dict[str, Any] = {on: pl.Date}
+    for col, name in columns.items():
+        p = pack.param(name)
+        data[col] = [p.fen(d) if p.unit in MONEY_UNITS else p.at(d) for d in dates]
+        if p.unit in MONEY_UNITS:
+            dtypes[col] = pl.Int64
+    values = pl.DataFrame(data, schema_overrides=dtypes)
+    return frame.join(values, on=on, how="left")
+
+
+def reasons(pack: Pack) -> dict[str, dict[str, str]]:
+    """The pack's catalogue of refusal and exclusion reasons: code -> clause and plain-language text."""
+    return _reasons(pack.id)
+
+
+@functools.cache
+def _reasons(pack_id: str) -> dict[str, dict[str, str]]:
+    f = PACKS_DIR / pack_id / "reasons.yaml"
+    data: dict[str, dict[str, str]] = yaml.safe_load(f.read_text(encoding="utf-8"))
+    return data

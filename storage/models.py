@@ -1,0 +1,257 @@
+"""The system of record: typed SQLAlchemy 2 models.
+
+Natural keys are unique constraints, so a rerun of any step finds its earlier work instead of repeating it.
+Money is integer fen. Dates are the dates the policy talks about (care, admission, publication), never clock
+readings, except for the `created_at` / `sent_at` audit stamps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Person(Base):
+    """An insured person (参保人)."""
+
+    __tablename__ = "person"
+    person_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    id_number: Mapped[str] = mapped_column(String(18))
+    jurisdiction: Mapped[str] = mapped_column(String(32), index=True)
+    area: Mapped[str] = mapped_column(String(64))
+    insurance_type: Mapped[str] = mapped_column(String(16))
+    contribution_base_fen: Mapped[int] = mapped_column(BigInteger)
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    death_date: Mapped[dt.date | None] = mapped_column(Date)
+    work_injury_care_allowance: Mapped[bool] = mapped_column(default=False)
+    notify_url: Mapped[str | None] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+
+
+class Contribution(Base):
+    """One month's contribution of one person: what was due, what was paid and when."""
+
+    __tablename__ = "contribution"
+    __table_args__ = (UniqueConstraint("person_id", "period"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("person.person_id"), index=True)
+    period: Mapped[str] = mapped_column(String(7))
+    due_fen: Mapped[int] = mapped_column(BigInteger)
+    paid_fen: Mapped[int] = mapped_column(BigInteger)
+    paid_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class Provider(Base):
+    """A designated care provider (定点护理服务机构) under a service agreement."""
+
+    __tablename__ = "provider"
+    provider_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    contract_start: Mapped[dt.date] = mapped_column(Date)
+    contract_end: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    bank_account: Mapped[str] = mapped_column(String(64))
+    notify_url: Mapped[str | None] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+
+
+class Agency(Base):
+    """A third-party disability assessment agency (评估机构)."""
+
+    __tablename__ = "agency"
+    agency_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    area: Mapped[str] = mapped_column(String(64))
+    capacity_per_day: Mapped[int] = mapped_column(Integer)
+    notify_url: Mapped[str | None] = mapped_column(String(512))
+
+
+class Application(Base):
+    """An application for benefits (待遇申请)."""
+
+    __tablename__ = "application"
+    application_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("person.person_id"), index=True)
+    received_on: Mapped[dt.date] = mapped_column(Date)
+    disabled_since: Mapped[dt.date] = mapped_column(Date)
+    care_mode: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="received")
+
+
+class Assessment(Base):
+    """A scheduled assessment visit and, once it has come back, its result."""
+
+    __tablename__ = "assessment"
+    __table_args__ = (UniqueConstraint("application_id", "sequence"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[str] = mapped_column(ForeignKey("application.application_id"))
+    sequence: Mapped[int] = mapped_column(Integer, default=1)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agency.agency_id"), index=True)
+    scheduled_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    visited_on: Mapped[dt.date | None] = mapped_column(Date)
+    grade: Mapped[int | None] = mapped_column(Integer)
+    published_on: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+
+
+class EligibilityDecision(Base):
+    """The decision on an application: approved with a start date and grade, or refused with reasons."""
+
+    __tablename__ = "eligibility_decision"
+    __table_args__ = (UniqueConstraint("application_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[str] = mapped_column(ForeignKey("application.application_id"))
+    person_id: Mapped[str] = mapped_column(ForeignKey("person.person_id"), index=True)
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    decided_on: Mapped[dt.date] = mapped_column(Date)
+    approved: Mapped[bool] = mapped_column()
+    grade: Mapped[int | None] = mapped_column(Integer)
+    start_date: Mapped[dt.date | None] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class CareDay(Base):
+    """A provider's record of care given on one day (one line per service item for home care)."""
+
+    __tablename__ = "care_day"
+    __table_args__ = (UniqueConstraint("person_id", "provider_id", "care_date", "item_code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    provider_id: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    care_date: Mapped[dt.date] = mapped_column(Date)
+    care_mode: Mapped[str] = mapped_column(String(16))
+    item_code: Mapped[str] = mapped_column(String(16), default="")
+    amount_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class HospitalStay(Base):
+    """A hospital admission reported by the medical insurance system."""
+
+    __tablename__ = "hospital_stay"
+    __table_args__ = (UniqueConstraint("person_id", "admitted_on"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    admitted_on: Mapped[dt.date] = mapped_column(Date)
+    discharged_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class ClaimLine(Base):
+    """A month's claim of one provider for one beneficiary and care mode, with why days were not paid."""
+
+    __tablename__ = "claim_line"
+    __table_args__ = (UniqueConstraint("person_id", "provider_id", "period", "care_mode"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    provider_id: Mapped[str] = mapped_column(String(32), index=True)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    care_mode: Mapped[str] = mapped_column(String(16))
+    grade: Mapped[int | None] = mapped_column(Integer)
+    days_submitted: Mapped[int] = mapped_column(Integer)
+    days_paid: Mapped[int] = mapped_column(Integer)
+    days_excluded: Mapped[int] = mapped_column(Integer)
+    submitted_fen: Mapped[int] = mapped_column(BigInteger)
+    payable_fen: Mapped[int] = mapped_column(BigInteger)
+    exclusions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rules: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class PaymentBatch(Base):
+    """What the fund pays one payee for one period. It can exist once."""
+
+    __tablename__ = "payment_batch"
+    __table_args__ = (UniqueConstraint("payee_id", "period"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    payee_id: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    bank_account: Mapped[str] = mapped_column(String(64))
+    total_fen: Mapped[int] = mapped_column(BigInteger)
+    line_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="created")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PaymentLine(Base):
+    """A claim line paid in a batch. A claim line is paid once."""
+
+    __tablename__ = "payment_line"
+    __table_args__ = (UniqueConstraint("claim_line_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("payment_batch.id"), index=True)
+    claim_line_id: Mapped[int] = mapped_column(ForeignKey("claim_line.id"))
+    person_id: Mapped[str] = mapped_column(String(32))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class Notice(Base):
+    """The outbox: a notice written with the decision it reports and delivered after commit."""
+
+    __tablename__ = "notice"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient_type: Mapped[str] = mapped_column(String(16))
+    recipient_id: Mapped[str] = mapped_column(String(32), index=True)
+    url: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(256))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class QuarantinedRow(Base):
+    """An inbound row that failed validation, kept with its reason until it is corrected."""
+
+    __tablename__ = "quarantined_row"
+    __table_args__ = (UniqueConstraint("kind", "file_sha256", "row_number", "field"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    source_file: Mapped[str] = mapped_column(String(512))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    row_number: Mapped[int] = mapped_column(Integer)
+    row_key: Mapped[str | None] = mapped_column(String(128))
+    field: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
