@@ -39,3 +39,8 @@ def get_settings() -> Settings:
     home = Path(os.environ.get("LTC_HOME") or Path.cwd() / ".ltc")
     url = os.environ.get("LTC_DATABASE_URL") or f"sqlite:///{(home / 'ltc.db').resolve()}"
     return Settings(home=home, database_url=url)
+
+
+def notify_url_for(url: str | None) -> str:
+    """A recipient's own apprise URL, or the file outbox when none is on record."""
+    return url or get_settings().default_notify_url

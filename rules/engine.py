@@ -112,9 +112,7 @@ class Pack:
         self.check_date(last)
 
     def assumptions(self) -> list[str]:
-        return sorted(
-            n for n, p in self.parameters.items() if any(v.source == "assumption" for v in p.values)
-        )
+        return sorted(n for n, p in self.parameters.items() if any(v.source == "assumption" for v in p.values))
 
     def series(self, names: dict[str, str], value_name: str = "value") -> pl.DataFrame:
         """A frame of (key, effective_from, value) for parameters named in `names` (key -> parameter),
@@ -157,9 +155,7 @@ def _walk(node: dict[str, Any], prefix: str, out: dict[str, Parameter], where: P
                 raise RulesError(f"{where}: {prefix} value of {start} needs reference and source")
             if entry["source"] not in ("document", "assumption"):
                 raise RulesError(f"{where}: {prefix} source must be document or assumption")
-            values.append(
-                DatedValue(_as_date(start), entry.get("value"), entry["reference"], entry["source"])
-            )
+            values.append(DatedValue(_as_date(start), entry.get("value"), entry["reference"], entry["source"]))
         out[prefix] = Parameter(prefix, node.get("description", ""), node["unit"], tuple(values))
         return
     for key, child in node.items():

@@ -65,7 +65,10 @@ def alembic_config(url: str | None = None) -> Config:
 
 def upgrade(url: str | None = None) -> None:
     """Create or migrate the schema to the newest revision."""
-    command.upgrade(alembic_config(url), "head")
+    cfg = alembic_config(url)
+    with get_engine(url).begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
 
 
 def upsert(

@@ -95,9 +95,7 @@ def eligibility(apps: pl.DataFrame, pack: Pack) -> pl.DataFrame:
         "DECEASED": pl.col("death_date").is_not_null()
         & (pl.col("death_date") <= pl.coalesce("published_on", "received_on")),
         "NOT_SEVERE": pl.col("grade").is_null() | (pl.col("grade") < pl.col("_min_grade")),
-        "DISABILITY_UNDER_6_MONTHS": pl.col("disabled_since").dt.offset_by(
-            pl.format("{}mo", pl.col("_min_months"))
-        )
+        "DISABILITY_UNDER_6_MONTHS": pl.col("disabled_since").dt.offset_by(pl.format("{}mo", pl.col("_min_months")))
         > pl.col("received_on"),
         "CONTRIBUTIONS_UNDER_12_MONTHS": ~pl.col("already_beneficiary")
         & (pl.col("full_contribution_months") < pl.col("_min_contrib")),
@@ -271,9 +269,7 @@ def _apply_home_quota(
     last: dt.date,
 ) -> pl.DataFrame:
     """三(三)3(2): home care items are paid up to the person's monthly quota, across providers in id order."""
-    quota = pack.series(
-        {f"grade_{g}": f"billing.home_monthly_quota.grade_{g}" for g in SEVERE_GRADES}, "quota_fen"
-    )
+    quota = pack.series({f"grade_{g}": f"billing.home_monthly_quota.grade_{g}" for g in SEVERE_GRADES}, "quota_fen")
     month_quota = (
         quota.filter(pl.col("effective_from") <= first)
         .sort("effective_from")
@@ -281,9 +277,7 @@ def _apply_home_quota(
         .agg(pl.col("quota_fen").last())
     )
     mode = pack.param("billing.home_quota_partial_month").at(first)
-    lines = lines.with_columns(key=pl.format("grade_{}", pl.col("grade"))).join(
-        month_quota, on="key", how="left"
-    )
+    lines = lines.with_columns(key=pl.format("grade_{}", pl.col("grade"))).join(month_quota, on="key", how="left")
     if mode == "prorate":
         month_days = (last - first).days + 1
         span = (
@@ -301,8 +295,7 @@ def _apply_home_quota(
             .agg(eligible_days=pl.col("d").sum().clip(0, month_days))
         )
         lines = lines.join(span, on="person_id", how="left").with_columns(
-            quota_fen=(pl.col("quota_fen") * pl.col("eligible_days").fill_null(0) * 2 + month_days)
-            // (2 * month_days)
+            quota_fen=(pl.col("quota_fen") * pl.col("eligible_days").fill_null(0) * 2 + month_days) // (2 * month_days)
         )
     elif mode != "full":
         raise ValueError(f"billing.home_quota_partial_month must be full or prorate, not {mode!r}")
@@ -310,6 +303,6 @@ def _apply_home_quota(
     before = pl.col("payable_before_quota_fen")
     cum = before.cum_sum().over("person_id", "care_mode", order_by="provider_id")
     capped = (pl.min_horizontal(cum, pl.col("quota_fen").fill_null(0)) - (cum - before)).clip(0)
-    return lines.with_columns(
-        payable_fen=pl.when(home).then(capped).otherwise(before).cast(pl.Int64)
-    ).with_columns(over_quota_fen=(before - pl.col("payable_fen")).cast(pl.Int64))
+    return lines.with_columns(payable_fen=pl.when(home).then(capped).otherwise(before).cast(pl.Int64)).with_columns(
+        over_quota_fen=(before - pl.col("payable_fen")).cast(pl.Int64)
+    )

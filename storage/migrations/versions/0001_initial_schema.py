@@ -210,9 +210,7 @@ def upgrade() -> None:
         sa.Column("care_mode", sa.String(length=16), nullable=False),
         sa.Column("provider_id", sa.String(length=32), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["person_id"], ["person.person_id"], name=op.f("fk_application_person_id_person")
-        ),
+        sa.ForeignKeyConstraint(["person_id"], ["person.person_id"], name=op.f("fk_application_person_id_person")),
         sa.PrimaryKeyConstraint("application_id", name=op.f("pk_application")),
     )
     with op.batch_alter_table("application", schema=None) as batch_op:
@@ -226,9 +224,7 @@ def upgrade() -> None:
         sa.Column("due_fen", sa.BigInteger(), nullable=False),
         sa.Column("paid_fen", sa.BigInteger(), nullable=False),
         sa.Column("paid_on", sa.Date(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["person_id"], ["person.person_id"], name=op.f("fk_contribution_person_id_person")
-        ),
+        sa.ForeignKeyConstraint(["person_id"], ["person.person_id"], name=op.f("fk_contribution_person_id_person")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_contribution")),
         sa.UniqueConstraint("person_id", "period", name=op.f("uq_contribution_person_id_period")),
     )
@@ -267,9 +263,7 @@ def upgrade() -> None:
         sa.Column("grade", sa.Integer(), nullable=True),
         sa.Column("published_on", sa.Date(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["agency_id"], ["agency.agency_id"], name=op.f("fk_assessment_agency_id_agency")
-        ),
+        sa.ForeignKeyConstraint(["agency_id"], ["agency.agency_id"], name=op.f("fk_assessment_agency_id_agency")),
         sa.ForeignKeyConstraint(
             ["application_id"],
             ["application.application_id"],

@@ -1,0 +1,19 @@
+"""The monthly cycle: bill the period, pay the providers, send the notices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.bill_month import bill_month
+from flows.pay_providers import pay_providers
+from flows.send_notices import send_notices
+
+
+@flow(name="monthly-cycle", flow_run_name="monthly cycle {jurisdiction} {period}")
+def monthly_cycle(jurisdiction: str, period: str) -> dict[str, Any]:
+    billed = bill_month(jurisdiction, period)
+    paid = pay_providers(jurisdiction, period)
+    sent = send_notices()
+    return {"billing": billed, "payment": paid, "notices": sent}

@@ -1,0 +1,23 @@
+"""Pay providers: one payment batch per payee and period, then the bank file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.payment import create_batch, unpaid_claims, write_bank_file
+
+
+@flow(name="pay-providers", flow_run_name="pay {jurisdiction} {period}")
+def pay_providers(jurisdiction: str, period: str) -> dict[str, Any]:
+    lines = unpaid_claims(jurisdiction, period)
+    groups = lines.partition_by("provider_id", as_dict=True, maintain_order=True)
+    payees = [key[0] for key in groups]
+    futures = create_batch.map(
+        list(groups.values()), [str(p) for p in payees], jurisdiction=jurisdiction, period=period
+    )
+    created = [f.result() for f in futures]
+    bank_file = write_bank_file(jurisdiction, period)
+    new = [c for c in created if c]
+    return {"batches_created": len(new), "bank_file": bank_file}

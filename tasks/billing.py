@@ -1,0 +1,189 @@
+"""Monthly billing: care days of a period become claim lines, each knowing why days were or were not paid."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+from pandera.typing.polars import DataFrame
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import select
+
+from ltc.settings import notify_url_for
+from rules.engine import Pack, load_pack, period_bounds, reasons
+from rules.formulas import resolve
+from storage import models as m
+from storage.db import session_scope, upsert
+from tasks import records
+from tasks.notices import enqueue
+from tasks.schemas import Claims
+
+MODE_NAMES = {"institutional": "机构护理", "home": "居家护理"}
+
+
+def yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def rate_lines(pack: Pack, grade: int | None, on: dt.date | None) -> list[str]:
+    """What a decision notice says the person will be paid, from the pack's parameters on the start date."""
+    if grade is None or on is None:
+        return []
+    out = []
+    for mode, pname, unit in (
+        ("institutional", f"billing.institutional_daily_rate.grade_{grade}", "元/天"),
+        ("home", f"billing.home_monthly_quota.grade_{grade}", "元/月 (按项目付费，每月定额)"),
+    ):
+        if pname in pack.parameters:
+            out.append(f"{MODE_NAMES[mode]} {yuan(pack.param(pname).fen(on))} {unit}")
+    return out
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def billing_inputs(jurisdiction: str, period: str) -> dict[str, pl.DataFrame]:
+    load_pack(jurisdiction).check_period(period)
+    with session_scope() as s:
+        return {
+            "care": records.care_days(s, jurisdiction, period),
+            "entitlements": records.entitlements(s, jurisdiction),
+            "persons": records.persons(s, jurisdiction),
+            "stays": records.hospital_stays(s, jurisdiction, period),
+            "providers": records.providers(s, jurisdiction),
+        }
+
+
+@task(cache_policy=NO_CACHE)
+@pa.check_types
+def compute_claims(inputs: dict[str, pl.DataFrame], jurisdiction: str, period: str) -> DataFrame[Claims]:
+    """The pack's billing formula in force on the first day of the period, on whole frames."""
+    pack = load_pack(jurisdiction)
+    first, _ = period_bounds(period)
+    bill = resolve(pack, "bill", first)
+    out: pl.DataFrame = bill(
+        inputs["care"],
+        inputs["entitlements"],
+        inputs["persons"],
+        inputs["stays"],
+        inputs["providers"],
+        pack,
+        period,
+    )
+    return DataFrame[Claims](out)
+
+
+def _cites(pack: Pack, names: list[str | None], period: str) -> list[dict[str, Any]]:
+    first, last = period_bounds(period)
+    seen: list[dict[str, Any]] = []
+    for name in (n for n in names if n):
+        for day in (first, last):
+            c = pack.param(name).cite(day)
+            if c not in seen:
+                seen.append(c)
+    return seen
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def write_claims(claims: pl.DataFrame, jurisdiction: str, period: str) -> int:
+    """Upsert the period's claim lines (never one already paid) and each beneficiary's monthly statement."""
+    pack = load_pack(jurisdiction)
+    catalogue = reasons(pack)
+    with session_scope() as s:
+        paid = set(
+            s.execute(
+                select(m.ClaimLine.person_id, m.ClaimLine.provider_id, m.ClaimLine.care_mode)
+                .join(m.PaymentLine, m.PaymentLine.claim_line_id == m.ClaimLine.id)
+                .where(m.ClaimLine.period == period, m.ClaimLine.jurisdiction == jurisdiction)
+            ).tuples()
+        )
+        rows = []
+        for c in claims.iter_rows(named=True):
+            if (c["person_id"], c["provider_id"], c["care_mode"]) in paid:
+                continue
+            exclusions = {e["reason"]: e["days"] for e in c["exclusions"]}
+            if c["over_quota_fen"]:
+                exclusions["OVER_MONTHLY_QUOTA_FEN"] = c["over_quota_fen"]
+            rows.append(
+                {
+                    "person_id": c["person_id"],
+                    "provider_id": c["provider_id"],
+                    "period": period,
+                    "jurisdiction": jurisdiction,
+                    "care_mode": c["care_mode"],
+                    "grade": c["grade"],
+                    "days_submitted": c["days_submitted"],
+                    "days_paid": c["days_paid"],
+                    "days_excluded": c["days_excluded"],
+                    "submitted_fen": c["submitted_fen"],
+                    "payable_fen": c["payable_fen"],
+                    "exclusions": exclusions,
+                    "rules": _cites(pack, c["rule_params"], period),
+                }
+            )
+        upsert(s, m.ClaimLine, rows, ["person_id", "provider_id", "period", "care_mode"])
+        _enqueue_statements(s, claims, pack, catalogue, period)
+    return len(rows)
+
+
+def _enqueue_statements(
+    s: Any, claims: pl.DataFrame, pack: Pack, catalogue: dict[str, dict[str, str]], period: str
+) -> None:
+    if claims.is_empty():
+        return
+    provider_names = dict(s.execute(select(m.Provider.provider_id, m.Provider.name)).tuples().all())
+    for (person_id,), group in claims.sort("person_id", "provider_id").group_by("person_id", maintain_order=True):
+        person = s.get(m.Person, person_id)
+        if person is None:
+            continue
+        lines = []
+        for c in group.iter_rows(named=True):
+            excl = [
+                {
+                    "text": catalogue[e["reason"]]["zh"],
+                    "clause": catalogue[e["reason"]]["clause"],
+                    "days": e["days"],
+                }
+                for e in c["exclusions"]
+            ]
+            if c["over_quota_fen"]:
+                q = catalogue["OVER_MONTHLY_QUOTA"]
+                excl.append(
+                    {
+                        "text": f"{q['zh']}（超出 {yuan(c['over_quota_fen'])} 元）",
+                        "clause": q["clause"],
+                        "days": 0,
+                    }
+                )
+            lines.append(
+                {
+                    "provider_name": provider_names.get(c["provider_id"], c["provider_id"]),
+                    "care_mode": c["care_mode"],
+                    "days_submitted": c["days_submitted"],
+                    "days_paid": c["days_paid"],
+                    "days_excluded": c["days_excluded"],
+                    "payable_fen": c["payable_fen"],
+                    "exclusions": excl,
+                }
+            )
+        context = {
+            "person_name": person.name,
+            "id_number": person.id_number,
+            "period": period,
+            "lines": lines,
+            "total_fen": int(group["payable_fen"].sum()),
+        }
+        digest = hashlib.sha256(json.dumps(lines, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+        enqueue(
+            s,
+            kind="monthly_statement",
+            recipient_type="person",
+            recipient_id=person_id,
+            url=notify_url_for(person.notify_url),
+            language=person.language,
+            dedupe_key=f"monthly_statement:{person_id}:{period}:{digest}",
+            context=context,
+        )

@@ -1,0 +1,333 @@
+"""Intake of inbound CSV files: parse, validate lazily, keep bad rows in quarantine, upsert the good ones.
+
+A bad row never stops the good ones and is never dropped silently: each failure is reported and stored with the
+file, line, field and reason. Loading the same file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ltc.settings import notify_url_for
+from storage import models as m
+from storage.db import session_scope, upsert
+from tasks.notices import enqueue
+from tasks.schemas import INBOUND, Column, InboundKind
+
+MONEY = r"^-?\d+(\.\d{1,2})?$"
+TRUE = {"true", "1", "yes", "y", "是"}
+FALSE = {"false", "0", "no", "n", "否"}
+
+TABLES: dict[str, type[m.Base]] = {
+    "persons": m.Person,
+    "contributions": m.Contribution,
+    "providers": m.Provider,
+    "agencies": m.Agency,
+    "applications": m.Application,
+    "care_days": m.CareDay,
+    "hospital_stays": m.HospitalStay,
+}
+REFERENCE_KEYS: dict[str, Any] = {
+    "person": m.Person.person_id,
+    "provider": m.Provider.provider_id,
+    "agency": m.Agency.agency_id,
+    "application": m.Application.application_id,
+}
+
+
+class IntakeError(Exception):
+    """The file cannot be read at all (missing, not UTF-8, wrong header)."""
+
+
+@dataclass
+class IntakeReport:
+    kind: str
+    file: str
+    received: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.quarantined == 0
+
+
+def _parse(col: Column, raw: pl.Expr) -> pl.Expr:
+    text = raw.str.strip_chars()
+    text = pl.when(text == "").then(None).otherwise(text)
+    if col.reader == "date":
+        return text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    if col.reader == "int":
+        return text.cast(pl.Int64, strict=False)
+    if col.reader == "money":
+        ok = text.str.contains(MONEY)
+        parts = text.str.split_exact(".", 1)
+        sign = pl.when(text.str.starts_with("-")).then(-1).otherwise(1)
+        yuan = parts.struct.field("field_0").str.replace("-", "").cast(pl.Int64, strict=False)
+        cents = parts.struct.field("field_1").fill_null("0").str.pad_end(2, "0").cast(pl.Int64, strict=False)
+        return pl.when(ok).then(sign * (yuan * 100 + cents)).otherwise(None)
+    if col.reader == "bool":
+        low = text.str.to_lowercase()
+        return pl.when(low.is_in(list(TRUE))).then(True).when(low.is_in(list(FALSE))).then(False)
+    return text
+
+
+def read_file(spec: InboundKind, path: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Read and parse a file. Returns (raw text frame, parsed frame, parse failures), all with `line`."""
+    try:
+        raw = pl.read_csv(path, infer_schema=False, encoding="utf8")
+    except FileNotFoundError:
+        raise IntakeError(f"{path}: no such file") from None
+    except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
+        raise IntakeError(f"{path}: cannot be read as a UTF-8 CSV with a header: {e}") from None
+    missing = [c.header for c in spec.columns if c.required and c.header not in raw.columns]
+    if missing:
+        raise IntakeError(f"{path}: header lacks required column(s) {', '.join(missing)} for {spec.kind}")
+    for c in spec.columns:
+        if c.header not in raw.columns:
+            raw = raw.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c.header))
+    raw = raw.with_row_index("line", offset=2).with_columns(pl.col("line").cast(pl.Int64))
+    parsed = raw.select(
+        "line",
+        *[
+            (
+                _parse(c, pl.col(c.header)).fill_null(c.default)
+                if c.default is not None
+                else _parse(c, pl.col(c.header))
+            ).alias(c.field)
+            for c in spec.columns
+        ],
+    )
+    failures = []
+    for c in spec.columns:
+        text = pl.col(c.header).str.strip_chars().fill_null("")
+        given = raw.select("line", text.alias("value"))
+        bad_parse = parsed.select(pl.col(c.field).is_null().alias("null"))
+        frame = pl.concat([given, bad_parse], how="horizontal")
+        unreadable = frame.filter((pl.col("value") != "") & pl.col("null"))
+        failures.append(
+            unreadable.select(
+                "line",
+                pl.lit(c.header).alias("field"),
+                pl.format(f"malformed {c.reader} '{{}}'", "value").alias("reason"),
+            )
+        )
+        if c.required and c.default is None:
+            empty = frame.filter(pl.col("value") == "")
+            failures.append(empty.select("line", pl.lit(c.header).alias("field"), pl.lit("required").alias("reason")))
+    return raw, parsed, pl.concat(failures)
+
+
+def validate(spec: InboundKind, raw: pl.DataFrame, parsed: pl.DataFrame) -> pl.DataFrame:
+    """pandera lazy validation of every parsed row; failures by line, field and reason.
+
+    A row-level check's error text begins with the field it concerns ("care_date is outside the period").
+    """
+    if parsed.is_empty():
+        return _no_failures()
+    headers = {c.field: c.header for c in spec.columns}
+    try:
+        spec.model.validate(parsed, lazy=True)
+    except pa.errors.SchemaErrors as e:
+        out = []
+        for r in e.failure_cases.iter_rows(named=True):
+            index = r.get("index")
+            if index is None:
+                raise IntakeError(f"{spec.kind}: {r['check']} failed on the whole file") from e
+            line = int(parsed["line"][int(index)])
+            if r["schema_context"] == "DataFrameSchema":
+                reason = str(r["check"])
+                fld = headers.get(reason.split(" ", 1)[0], "(row)")
+            else:
+                fld = headers.get(str(r["column"]), str(r["column"]))
+                given = raw[fld][int(index)] if fld in raw.columns else r["failure_case"]
+                reason = _explain(str(r["check"]), given)
+            out.append({"line": line, "field": fld, "reason": reason})
+        return pl.DataFrame(out, schema=_no_failures().schema)
+    return _no_failures()
+
+
+def _explain(check: str, value: Any) -> str:
+    if check == "not_nullable":
+        return "required"
+    if check.startswith("greater_than_or_equal_to(0)"):
+        return f"negative amount {value}"
+    return f"{check} failed for {value!r}"
+
+
+def _no_failures() -> pl.DataFrame:
+    return pl.DataFrame(schema={"line": pl.Int64, "field": pl.Utf8, "reason": pl.Utf8})
+
+
+def check_references(session: Session, spec: InboundKind, parsed: pl.DataFrame) -> pl.DataFrame:
+    """Rows naming a person, provider, agency or application the record does not know."""
+    out = [_no_failures()]
+    headers = {c.field: c.header for c in spec.columns}
+    for fld, table in spec.references:
+        wanted = parsed.select(pl.col(fld).drop_nulls().unique()).to_series().to_list()
+        col = REFERENCE_KEYS[table]
+        known: set[str] = set()
+        for i in range(0, len(wanted), 5000):
+            known.update(session.scalars(select(col).where(col.in_(wanted[i : i + 5000]))))
+        bad = parsed.filter(pl.col(fld).is_not_null() & ~pl.col(fld).is_in(list(known)))
+        out.append(
+            bad.select(
+                "line",
+                pl.lit(headers[fld]).alias("field"),
+                pl.format(f"unknown {table} '{{}}'", fld).alias("reason"),
+            )
+        )
+    return pl.concat(out)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def quarantine(session: Session, spec: InboundKind, path: Path, raw: pl.DataFrame, failures: pl.DataFrame) -> None:
+    if failures.is_empty():
+        return
+    sha = file_sha256(path)
+    key_header = spec.columns[0].header
+    raw_rows = {r["line"]: r for r in raw.filter(pl.col("line").is_in(failures["line"].implode())).to_dicts()}
+    rows = []
+    for f in failures.unique(["line", "field"], keep="first").sort("line").iter_rows(named=True):
+        r = raw_rows[f["line"]]
+        rows.append(
+            {
+                "kind": spec.kind,
+                "source_file": str(path),
+                "file_sha256": sha,
+                "row_number": f["line"],
+                "row_key": r.get(key_header),
+                "field": f["field"],
+                "reason": f["reason"],
+                "raw": {k: v for k, v in r.items() if k != "line"},
+            }
+        )
+    upsert(session, m.QuarantinedRow, rows, ["kind", "file_sha256", "row_number", "field"], update=False)
+
+
+def store(session: Session, spec: InboundKind, good: pl.DataFrame) -> None:
+    if good.is_empty():
+        return
+    if spec.kind == "assessment_results":
+        _store_results(session, good)
+        return
+    rows = good.drop("line").to_dicts()
+    upsert(session, TABLES[spec.kind], rows, spec.key)
+    if spec.kind == "applications":
+        _acknowledge(session, rows)
+
+
+def _acknowledge(session: Session, rows: list[dict[str, Any]]) -> None:
+    """The applicant's acknowledgement, written in the same transaction as the application."""
+    people = {
+        p.person_id: p
+        for p in session.scalars(select(m.Person).where(m.Person.person_id.in_({r["person_id"] for r in rows})))
+    }
+    for r in rows:
+        person = people[r["person_id"]]
+        enqueue(
+            session,
+            kind="application_received",
+            recipient_type="person",
+            recipient_id=person.person_id,
+            url=notify_url_for(person.notify_url),
+            language=person.language,
+            dedupe_key=f"application_received:{r['application_id']}",
+            context={
+                "person_name": person.name,
+                "id_number": person.id_number,
+                "application_id": r["application_id"],
+                "received_on": r["received_on"],
+            },
+        )
+
+
+def _store_results(session: Session, good: pl.DataFrame) -> None:
+    for r in good.iter_rows(named=True):
+        session.execute(
+            update(m.Assessment)
+            .where(m.Assessment.application_id == r["application_id"])
+            .where(m.Assessment.agency_id == r["agency_id"])
+            .where(m.Assessment.status.in_(["scheduled", "done"]))
+            .values(visited_on=r["visited_on"], grade=r["grade"], published_on=r["published_on"], status="done")
+        )
+        session.execute(
+            update(m.Application)
+            .where(m.Application.application_id == r["application_id"])
+            .where(m.Application.status.in_(["scheduled", "assessed"]))
+            .values(status="assessed")
+        )
+
+
+def _unscheduled_results(session: Session, parsed: pl.DataFrame) -> pl.DataFrame:
+    """Assessment results for which no visit by that agency was scheduled."""
+    pairs = {(a, g) for a, g in session.execute(select(m.Assessment.application_id, m.Assessment.agency_id)).tuples()}
+    bad = [
+        {"line": r["line"], "field": "agency_id", "reason": "no assessment was scheduled with this agency"}
+        for r in parsed.select("line", "application_id", "agency_id").iter_rows(named=True)
+        if r["application_id"] and r["agency_id"] and (r["application_id"], r["agency_id"]) not in pairs
+    ]
+    return pl.DataFrame(bad, schema=_no_failures().schema)
+
+
+def load_file(kind: str, path: Path) -> IntakeReport:
+    """Load one inbound file into the record, in one transaction."""
+    if kind not in INBOUND:
+        raise IntakeError(f"unknown kind {kind!r}; one of {', '.join(INBOUND)}")
+    spec = INBOUND[kind]
+    path = Path(path)
+    raw, parsed, parse_failures = read_file(spec, path)
+    schema_failures = validate(spec, raw, parsed)
+    with session_scope() as session:
+        ref_failures = check_references(session, spec, parsed)
+        extra = _unscheduled_results(session, parsed) if kind == "assessment_results" else _no_failures()
+        failures = (
+            pl.concat([parse_failures, schema_failures, ref_failures, extra])
+            .unique(["line", "field"], keep="first", maintain_order=True)
+            .sort("line", "field")
+        )
+        bad_lines = failures["line"].unique()
+        good = parsed.filter(~pl.col("line").is_in(bad_lines.implode()))
+        dupes = good.filter(pl.struct(list(spec.key)).is_duplicated())
+        if not dupes.is_empty():
+            dup = dupes.select(
+                "line", pl.lit(spec.key[0]).alias("field"), pl.lit("duplicate key in file").alias("reason")
+            )
+            failures = pl.concat([failures, dup]).sort("line", "field")
+            good = good.filter(~pl.struct(list(spec.key)).is_duplicated())
+        store(session, spec, good)
+        quarantine(session, spec, path, raw, failures)
+    return IntakeReport(
+        kind=kind,
+        file=str(path),
+        received=raw.height,
+        accepted=good.height,
+        quarantined=failures["line"].n_unique(),
+        errors=[{"file": str(path), **f} for f in failures.to_dicts()],
+    )
+
+
+def describe_errors(report: IntakeReport) -> str:
+    return "\n".join(f"{e['file']}:{e['line']}: {e['field']}: {e['reason']}" for e in report.errors)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=lambda o: o.isoformat() if isinstance(o, dt.date) else o)

@@ -1,0 +1,376 @@
+"""Notices: render them from templates, write them to the outbox, deliver them after commit.
+
+A notice is rendered and added to the outbox (`Notice`) in the same transaction as the decision it reports, so
+a decision is never committed without its notice, nor a notice without its decision. `deliver_pending` sends
+what the outbox holds with apprise, one recipient per call, and records each result in its own transaction.
+
+The `outbox://localhost/<absolute dir>` scheme is a custom apprise notification registered here: it writes
+each notice as a UTF-8 text file into that directory, so a demo or a test delivers without leaving the
+machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+import apprise
+from apprise.decorators import notify
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, UndefinedError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.db import session_scope, upsert
+from storage.models import Notice
+
+# Delivery outcomes are kept on the notice row (status, attempts, last_error); apprise's own chatter is not
+# passed on to the run log.
+logging.getLogger("apprise").propagate = False
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_LANGUAGE = "zh_CN"
+OUTBOX_SCHEME = "outbox"
+MAX_ATTEMPTS = 5
+MAX_ERROR_CHARS = 2000
+
+# The keys each kind's template receives; all of them must be present (values may be None where noted).
+CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
+    "application_received": ("person_name", "id_number", "application_id", "received_on"),
+    "assessment_scheduled": (
+        "person_name",
+        "id_number",
+        "application_id",
+        "agency_name",
+        "scheduled_on",
+        "what_to_prepare",
+    ),
+    "eligibility_decision": (
+        "person_name",
+        "id_number",
+        "application_id",
+        "approved",
+        "grade",
+        "start_date",
+        "rates",
+        "reasons",
+        "document",
+        "assumptions",
+        "draft",
+    ),
+    "monthly_statement": ("person_name", "id_number", "period", "lines", "total_fen"),
+    "remittance_advice": ("provider_name", "period", "batch_ref", "bank_account", "total_fen", "lines"),
+}
+
+GRADE_NAMES: dict[str, dict[int, str]] = {
+    "zh": {
+        0: "基本正常",
+        1: "轻度失能",
+        2: "中度失能",
+        3: "重度失能Ⅰ级",
+        4: "重度失能Ⅱ级",
+        5: "重度失能Ⅲ级",
+    },
+    "en": {
+        0: "basically normal",
+        1: "mild disability",
+        2: "moderate disability",
+        3: "severe disability, grade I",
+        4: "severe disability, grade II",
+        5: "severe disability, grade III",
+    },
+}
+NO_GRADE = {"zh": "未评定", "en": "not assessed"}
+CARE_MODES: dict[str, dict[str, str]] = {
+    "zh": {"institutional": "机构护理", "home": "居家护理"},
+    "en": {"institutional": "institutional care", "home": "home care"},
+}
+MONTHS_EN = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+# --- filters ------------------------------------------------------------------------------------------------
+
+
+def _lang(language: str) -> str:
+    """The filters' language family: "en" for en / en_US, else "zh"."""
+    return "en" if language.lower().startswith("en") else "zh"
+
+
+def yuan(fen: int) -> str:
+    """Integer fen as yuan with two decimals, without floats: 204600 -> "2046.00", -5 -> "-0.05"."""
+    if isinstance(fen, bool) or not isinstance(fen, int):
+        raise TypeError(f"money must be integer fen, got {fen!r}")
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def mask_id(value: str) -> str:
+    """Keep the first 3 and last 4 characters, mask the rest: 450103199001011234 -> 450***********1234.
+
+    Whitespace is dropped first (bank accounts are often written in groups). A value of 7 characters or fewer
+    would be shown whole, so it is masked whole.
+    """
+    text = "".join(str(value).split())
+    if len(text) <= 7:
+        return "*" * len(text)
+    return text[:3] + "*" * (len(text) - 7) + text[-4:]
+
+
+def grade_name(grade: int | None, language: str = DEFAULT_LANGUAGE) -> str:
+    """The national standard's name of a disability grade (0-5): 3 -> 重度失能Ⅰ级."""
+    lang = _lang(language)
+    if grade is None:
+        return NO_GRADE[lang]
+    try:
+        return GRADE_NAMES[lang][int(grade)]
+    except KeyError:
+        raise ValueError(f"unknown disability grade {grade!r}") from None
+
+
+def care_mode_name(mode: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """institutional -> 机构护理, home -> 居家护理."""
+    try:
+        return CARE_MODES[_lang(language)][mode]
+    except KeyError:
+        raise ValueError(f"unknown care mode {mode!r}") from None
+
+
+def format_date(value: dt.date | str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A date as 2024年3月5日 or 5 March 2024; an ISO string is read as a date."""
+    day = dt.date.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(day, dt.date):
+        raise TypeError(f"expected a date, got {value!r}")
+    if _lang(language) == "en":
+        return f"{day.day} {MONTHS_EN[day.month - 1]} {day.year}"
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+def format_period(period: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A billing period YYYY-MM as 2024年3月 or March 2024."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", str(period))
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise ValueError(f"a period is YYYY-MM, got {period!r}")
+    year, month = int(match.group(1)), int(match.group(2))
+    if _lang(language) == "en":
+        return f"{MONTHS_EN[month - 1]} {year}"
+    return f"{year}年{month}月"
+
+
+FILTERS: dict[str, Any] = {
+    "yuan": yuan,
+    "mask_id": mask_id,
+    "grade_name": grade_name,
+    "care_mode": care_mode_name,
+    "date": format_date,
+    "period": format_period,
+}
+
+
+# --- rendering ----------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def _template(kind: str, language: str) -> Template:
+    env = environment()
+    candidates = [language, re.split(r"[_-]", language)[0], DEFAULT_LANGUAGE]
+    for lang in dict.fromkeys(c for c in candidates if c):
+        try:
+            return env.get_template(f"{lang}/{kind}.txt.j2")
+        except TemplateNotFound:
+            continue
+    raise TemplateNotFound(f"{DEFAULT_LANGUAGE}/{kind}.txt.j2")
+
+
+def render(kind: str, language: str, context: dict[str, Any]) -> tuple[str, str]:
+    """Render a notice: (subject, body). The template's first line is the subject, the rest the body.
+
+    A language without a template falls back to zh_CN. A missing context key raises jinja2.UndefinedError.
+    """
+    missing = [key for key in CONTEXT_KEYS.get(kind, ()) if key not in context]
+    if missing:
+        raise UndefinedError(f"notice {kind!r} is missing context keys: {', '.join(missing)}")
+    text = _template(kind, language).render(context)
+    subject, _, body = text.partition("\n")
+    return subject.strip(), body.lstrip("\n")
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    recipient_type: str,
+    recipient_id: str,
+    url: str,
+    language: str,
+    dedupe_key: str,
+    context: dict[str, Any],
+) -> None:
+    """Render a notice and add it to the outbox in the caller's transaction; an existing dedupe_key wins."""
+    subject, body = render(kind, language, context)
+    row = {
+        "dedupe_key": dedupe_key,
+        "kind": kind,
+        "recipient_type": recipient_type,
+        "recipient_id": recipient_id,
+        "url": url,
+        "language": language,
+        "subject": subject,
+        "body": body,
+        "status": "pending",
+        "attempts": 0,
+    }
+    upsert(session, Notice, [row], keys=["dedupe_key"], update=False)
+
+
+# --- the file outbox ----------------------------------------------------------------------------------------
+
+
+def _safe_file_name(name: str) -> str:
+    """A single path component made of safe characters (CJK kept), never empty, never hidden."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = re.sub(r"[^\w.\-]+", "_", base).strip("._")[:120]
+    return cleaned or "notice"
+
+
+@notify(on=OUTBOX_SCHEME, name="LTC file outbox")
+def write_outbox(
+    body: str, title: str, notify_type: str, *args: Any, meta: Mapping[str, Any] | None = None, **kwargs: Any
+) -> bool:
+    """apprise hook for outbox://localhost/<abs dir>?name=FILE: write title, a blank line and the body.
+
+    apprise strips the body's final newline; the file gets one back.
+    """
+    try:
+        meta = meta or {}
+        directory = Path(unquote(str(meta.get("fullpath") or "")))
+        if not directory.is_absolute():
+            return False
+        qsd = meta.get("qsd") or {}
+        name = _safe_file_name(str(qsd.get("name") or f"{title or 'notice'}.txt"))
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".txt")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(f"{title}\n\n{body}" if body.endswith("\n") else f"{title}\n\n{body}\n")
+            os.replace(tmp, directory / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except Exception:
+        return False
+    return True
+
+
+# --- delivery -----------------------------------------------------------------------------------------------
+
+
+def delivery_url(url: str, notice_id: int, kind: str, recipient_id: str) -> str:
+    """The URL a notice is sent to; an outbox URL gets the file name `<id>-<kind>-<recipient>.txt`."""
+    if url.split("://", 1)[0].lower() != OUTBOX_SCHEME:
+        return url
+    name = quote(f"{notice_id}-{kind}-{recipient_id}.txt", safe="")
+    return f"{url}{'&' if '?' in url else '?'}name={name}"
+
+
+def _send(url: str, title: str, body: str) -> str | None:
+    """Send one notice to one URL; None on success, else why it failed."""
+    log = io.StringIO()
+    try:
+        with apprise.LogCapture(path=None, level=logging.DEBUG, fmt="%(levelname)s %(message)s") as log:
+            sender = apprise.Apprise()
+            if not sender.add(url):
+                return "the notification URL is invalid or its scheme is not supported"
+            result = sender.notify(title=title, body=body)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    if result is True:
+        return None
+    # Only apprise's warnings: its debug lines can quote request URLs, and some services put tokens in them.
+    lines = [line for line in log.getvalue().splitlines() if line.startswith(("WARNING", "ERROR", "CRITICAL"))]
+    reason = "no notification service accepted the notice" if result is None else "delivery failed"
+    return "; ".join([reason, *lines])[:MAX_ERROR_CHARS]
+
+
+def deliver_pending(limit: int = 1000) -> dict[str, int]:
+    """Send up to `limit` pending notices (oldest first), one recipient per call, and record each result.
+
+    A notice that was sent is marked "sent" with its `sent_at`; a failure raises `attempts` and keeps the
+    notice "pending" for the next run until it has failed MAX_ATTEMPTS times, when it is marked "failed".
+    Returns {"sent": sent in this run, "failed": failed in this run, "pending": pending notices left}.
+    """
+    with session_scope() as session:
+        batch = session.execute(
+            select(Notice.id, Notice.url, Notice.kind, Notice.recipient_id, Notice.subject, Notice.body)
+            .where(Notice.status == "pending")
+            .order_by(Notice.id)
+            .limit(limit)
+        ).all()
+
+    sent = failed = 0
+    for notice_id, url, kind, recipient_id, subject, body in batch:
+        error = _send(delivery_url(url, notice_id, kind, recipient_id), subject, body)
+        with session_scope() as session:
+            notice = session.get(Notice, notice_id)
+            if notice is None or notice.status != "pending":
+                continue
+            if error is None:
+                notice.status = "sent"
+                notice.sent_at = dt.datetime.now(dt.UTC)
+                sent += 1
+            else:
+                notice.attempts += 1
+                notice.last_error = error
+                if notice.attempts >= MAX_ATTEMPTS:
+                    notice.status = "failed"
+                failed += 1
+
+    with session_scope() as session:
+        left = session.scalar(select(func.count()).select_from(Notice).where(Notice.status == "pending")) or 0
+    return {"sent": sent, "failed": failed, "pending": left}
+
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "deliver_pending",
+    "delivery_url",
+    "enqueue",
+    "mask_id",
+    "render",
+    "write_outbox",
+    "yuan",
+]

@@ -1,0 +1,159 @@
+"""Provider payment: a period's unpaid claim lines become one payment batch per payee, and a bank file.
+
+A batch is keyed by (payee, period) and can exist once; a claim line is paid once. Each batch, its lines and
+the provider's remittance advice are written in one transaction, so a crash leaves either all or none.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ltc.settings import get_settings, notify_url_for
+from storage import models as m
+from storage.db import session_scope
+from tasks.notices import enqueue
+from tasks.records import frame
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
+    with session_scope() as s:
+        paid = select(m.PaymentLine.claim_line_id)
+        stmt = (
+            select(m.ClaimLine.id, m.ClaimLine.provider_id, m.ClaimLine.person_id, m.ClaimLine.payable_fen)
+            .where(
+                m.ClaimLine.period == period,
+                m.ClaimLine.jurisdiction == jurisdiction,
+                m.ClaimLine.payable_fen > 0,
+                m.ClaimLine.id.not_in(paid),
+            )
+            .order_by(m.ClaimLine.provider_id, m.ClaimLine.person_id, m.ClaimLine.id)
+        )
+        return frame(
+            s,
+            stmt,
+            {
+                "claim_line_id": pl.Int64,
+                "provider_id": pl.Utf8,
+                "person_id": pl.Utf8,
+                "payable_fen": pl.Int64,
+            },
+        )
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: str) -> str | None:
+    """One payee's batch for the period, unless it exists already. Returns the new batch's reference."""
+    batch_ref = f"{jurisdiction}-{period}-{payee_id}"
+    try:
+        with session_scope() as s:
+            if s.scalar(
+                select(m.PaymentBatch.id).where(m.PaymentBatch.payee_id == payee_id, m.PaymentBatch.period == period)
+            ):
+                return None
+            provider = s.get(m.Provider, payee_id)
+            assert provider is not None, payee_id
+            batch = m.PaymentBatch(
+                batch_ref=batch_ref,
+                payee_id=payee_id,
+                period=period,
+                jurisdiction=jurisdiction,
+                bank_account=provider.bank_account,
+                total_fen=int(lines["payable_fen"].sum()),
+                line_count=lines.height,
+                status="created",
+            )
+            s.add(batch)
+            s.flush()
+            s.add_all(
+                m.PaymentLine(
+                    batch_id=batch.id,
+                    claim_line_id=r["claim_line_id"],
+                    person_id=r["person_id"],
+                    amount_fen=r["payable_fen"],
+                )
+                for r in lines.iter_rows(named=True)
+            )
+            people = {
+                p.person_id: p
+                for p in s.scalars(select(m.Person).where(m.Person.person_id.in_(lines["person_id"].to_list())))
+            }
+            modes = dict(
+                s.execute(
+                    select(m.ClaimLine.id, m.ClaimLine.care_mode).where(
+                        m.ClaimLine.id.in_(lines["claim_line_id"].to_list())
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            days = dict(
+                s.execute(
+                    select(m.ClaimLine.id, m.ClaimLine.days_paid).where(
+                        m.ClaimLine.id.in_(lines["claim_line_id"].to_list())
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            enqueue(
+                s,
+                kind="remittance_advice",
+                recipient_type="provider",
+                recipient_id=payee_id,
+                url=notify_url_for(provider.notify_url),
+                language=provider.language,
+                dedupe_key=f"remittance_advice:{batch_ref}",
+                context={
+                    "provider_name": provider.name,
+                    "period": period,
+                    "batch_ref": batch_ref,
+                    "bank_account": provider.bank_account,
+                    "total_fen": batch.total_fen,
+                    "lines": [
+                        {
+                            "person_name": people[r["person_id"]].name,
+                            "id_number": people[r["person_id"]].id_number,
+                            "care_mode": modes[r["claim_line_id"]],
+                            "days_paid": days[r["claim_line_id"]],
+                            "amount_fen": r["payable_fen"],
+                        }
+                        for r in lines.iter_rows(named=True)
+                    ],
+                },
+            )
+    except IntegrityError:
+        # Another run created this payee's batch (or paid one of its lines) first: nothing is paid twice.
+        return None
+    return batch_ref
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def write_bank_file(jurisdiction: str, period: str) -> str:
+    """The bank transfer file for the period: one row per batch, written from the record (so a rerun rewrites
+    the same file)."""
+    with session_scope() as s:
+        batches = s.execute(
+            select(m.PaymentBatch, m.Provider.name)
+            .join(m.Provider, m.Provider.provider_id == m.PaymentBatch.payee_id)
+            .where(m.PaymentBatch.period == period, m.PaymentBatch.jurisdiction == jurisdiction)
+            .order_by(m.PaymentBatch.batch_ref)
+        ).all()
+        path = Path(get_settings().bank_dir) / f"{jurisdiction}-{period}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["batch_ref", "payee_id", "payee_name", "bank_account", "amount", "lines"])
+            for b, name in batches:
+                amount = f"{b.total_fen // 100}.{b.total_fen % 100:02d}"
+                w.writerow([b.batch_ref, b.payee_id, name, b.bank_account, amount, b.line_count])
+        tmp.replace(path)
+    return str(path)

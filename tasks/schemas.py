@@ -1,0 +1,331 @@
+"""The contracts between steps: a pandera model for every frame that crosses one.
+
+Inbound models describe a file after its text has been parsed (money in fen, dates as dates); `INBOUND` says,
+for each kind of file, which CSV column feeds which field and how its text is read. `docs/formats.md` is
+generated from these, so the documentation and the checks cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+
+from rules.engine import pack_ids
+
+CARE_MODES = ["institutional", "home"]
+INSURANCE_TYPES = ["employee", "retiree", "flexible", "unemployed", "resident"]
+PROVIDER_KINDS = ["institution", "home_care", "mixed"]
+PROVIDER_STATUSES = ["active", "suspended", "terminated"]
+ID_NUMBER = r"^\d{17}[\dX]$"
+PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+class Inbound(pa.DataFrameModel):
+    line: int = pa.Field(ge=2, description="line of the file (the header is line 1)")
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class Persons(Inbound):
+    person_id: str = pa.Field(str_length={"min_value": 1, "max_value": 32}, description="insured person id")
+    name: str = pa.Field(str_length={"min_value": 1, "max_value": 64}, description="full name")
+    id_number: str = pa.Field(str_matches=ID_NUMBER, description="身份证号, 18 characters")
+    jurisdiction: str = pa.Field(isin=pack_ids(), description="policy pack of the pooling area")
+    area: str = pa.Field(str_length={"min_value": 1}, description="district or zone")
+    insurance_type: str = pa.Field(isin=INSURANCE_TYPES, description="medical insurance type")
+    contribution_base_fen: int = pa.Field(ge=0, description="contribution base, yuan per month")
+    birth_date: dt.date = pa.Field(nullable=True, description="YYYY-MM-DD")
+    death_date: dt.date = pa.Field(nullable=True, description="YYYY-MM-DD, empty if alive")
+    work_injury_care_allowance: bool = pa.Field(description="receives a work-injury care allowance")
+    notify_url: str = pa.Field(nullable=True, description="apprise URL for notices")
+    language: str = pa.Field(isin=["zh_CN", "en"], description="notice language")
+
+
+class Contributions(Inbound):
+    person_id: str = pa.Field(str_length={"min_value": 1})
+    period: str = pa.Field(str_matches=PERIOD, description="YYYY-MM")
+    due_fen: int = pa.Field(ge=0, description="amount due, yuan")
+    paid_fen: int = pa.Field(ge=0, description="amount paid, yuan")
+    paid_on: dt.date = pa.Field(nullable=True, description="YYYY-MM-DD")
+
+
+class Providers(Inbound):
+    provider_id: str = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    name: str = pa.Field(str_length={"min_value": 1})
+    jurisdiction: str = pa.Field(isin=pack_ids())
+    kind: str = pa.Field(isin=PROVIDER_KINDS)
+    contract_start: dt.date = pa.Field(description="first day of the service agreement")
+    contract_end: dt.date = pa.Field(nullable=True, description="last day of the agreement, empty if open")
+    status: str = pa.Field(isin=PROVIDER_STATUSES)
+    bank_account: str = pa.Field(str_length={"min_value": 6, "max_value": 64})
+    notify_url: str = pa.Field(nullable=True)
+    language: str = pa.Field(isin=["zh_CN", "en"])
+
+    @pa.dataframe_check(error="contract_end is before contract_start")
+    def contract_window(cls, data: Any) -> pl.LazyFrame:
+        f = data.lazyframe
+        return f.select(pl.col("contract_end").is_null() | (pl.col("contract_end") >= pl.col("contract_start")))
+
+
+class Agencies(Inbound):
+    agency_id: str = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    name: str = pa.Field(str_length={"min_value": 1})
+    jurisdiction: str = pa.Field(isin=pack_ids())
+    area: str = pa.Field(str_length={"min_value": 1})
+    capacity_per_day: int = pa.Field(ge=1, le=1000, description="assessment visits per working day")
+    notify_url: str = pa.Field(nullable=True)
+
+
+class Applications(Inbound):
+    application_id: str = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    person_id: str = pa.Field(str_length={"min_value": 1})
+    received_on: dt.date = pa.Field()
+    disabled_since: dt.date = pa.Field(description="date the disability began")
+    care_mode: str = pa.Field(isin=CARE_MODES, description="care mode chosen")
+    provider_id: str = pa.Field(nullable=True, description="care provider chosen, if any")
+
+    @pa.dataframe_check(error="disabled_since is after received_on")
+    def disabled_before_application(cls, data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("disabled_since") <= pl.col("received_on"))
+
+
+class AssessmentResults(Inbound):
+    application_id: str = pa.Field(str_length={"min_value": 1})
+    agency_id: str = pa.Field(str_length={"min_value": 1})
+    visited_on: dt.date = pa.Field()
+    grade: int = pa.Field(ge=0, le=5, description="national standard grade 0-5 (医保办发〔2021〕37号)")
+    published_on: dt.date = pa.Field(description="day the conclusion was published (公示)")
+
+    @pa.dataframe_check(error="published_on is before visited_on")
+    def published_after_visit(cls, data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("published_on") >= pl.col("visited_on"))
+
+
+class CareDays(Inbound):
+    person_id: str = pa.Field(str_length={"min_value": 1})
+    provider_id: str = pa.Field(str_length={"min_value": 1})
+    period: str = pa.Field(str_matches=PERIOD, description="billing month claimed, YYYY-MM")
+    care_date: dt.date = pa.Field()
+    care_mode: str = pa.Field(isin=CARE_MODES)
+    item_code: str = pa.Field(description="service item (home care); empty for a bed-day")
+    amount_fen: int = pa.Field(ge=0, description="cost of the items, yuan (home care); 0 for a bed-day")
+
+    @pa.dataframe_check(error="care_date is outside the period")
+    def care_date_in_period(cls, data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("care_date").dt.strftime("%Y-%m") == pl.col("period"))
+
+
+class HospitalStays(Inbound):
+    person_id: str = pa.Field(str_length={"min_value": 1})
+    admitted_on: dt.date = pa.Field()
+    discharged_on: dt.date = pa.Field(nullable=True, description="empty while still in hospital")
+
+    @pa.dataframe_check(error="discharged_on is before admitted_on")
+    def discharge_after_admission(cls, data: Any) -> pl.LazyFrame:
+        f = data.lazyframe
+        return f.select(pl.col("discharged_on").is_null() | (pl.col("discharged_on") >= pl.col("admitted_on")))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A CSV column: its header, the field it feeds, how its text is read, whether it may be empty."""
+
+    header: str
+    field: str
+    reader: str  # text | date | money | int | bool
+    required: bool = True
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class InboundKind:
+    kind: str
+    model: type[Inbound]
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    references: tuple[tuple[str, str], ...] = ()  # (field, table it must exist in)
+    description: str = ""
+
+
+def _c(header: str, reader: str = "text", required: bool = True, default: Any = None) -> Column:
+    field = f"{header}_fen" if reader == "money" else header
+    return Column(header, field, reader, required, default)
+
+
+INBOUND: dict[str, InboundKind] = {
+    k.kind: k
+    for k in [
+        InboundKind(
+            "persons",
+            Persons,
+            (
+                _c("person_id"),
+                _c("name"),
+                _c("id_number"),
+                _c("jurisdiction"),
+                _c("area"),
+                _c("insurance_type"),
+                _c("contribution_base", "money"),
+                _c("birth_date", "date", False),
+                _c("death_date", "date", False),
+                _c("work_injury_care_allowance", "bool", False, False),
+                _c("notify_url", required=False),
+                _c("language", required=False, default="zh_CN"),
+            ),
+            ("person_id",),
+            description="Insured persons of a pooling area, from the medical insurance register.",
+        ),
+        InboundKind(
+            "contributions",
+            Contributions,
+            (
+                _c("person_id"),
+                _c("period"),
+                _c("due", "money"),
+                _c("paid", "money"),
+                _c("paid_on", "date", False),
+            ),
+            ("person_id", "period"),
+            (("person_id", "person"),),
+            "Monthly contributions: what was due, what was paid and when.",
+        ),
+        InboundKind(
+            "providers",
+            Providers,
+            (
+                _c("provider_id"),
+                _c("name"),
+                _c("jurisdiction"),
+                _c("kind"),
+                _c("contract_start", "date"),
+                _c("contract_end", "date", False),
+                _c("status"),
+                _c("bank_account"),
+                _c("notify_url", required=False),
+                _c("language", required=False, default="zh_CN"),
+            ),
+            ("provider_id",),
+            description="Designated care providers and their service agreements.",
+        ),
+        InboundKind(
+            "agencies",
+            Agencies,
+            (
+                _c("agency_id"),
+                _c("name"),
+                _c("jurisdiction"),
+                _c("area"),
+                _c("capacity_per_day", "int"),
+                _c("notify_url", required=False),
+            ),
+            ("agency_id",),
+            description="Third-party assessment agencies and their daily capacity.",
+        ),
+        InboundKind(
+            "applications",
+            Applications,
+            (
+                _c("application_id"),
+                _c("person_id"),
+                _c("received_on", "date"),
+                _c("disabled_since", "date"),
+                _c("care_mode"),
+                _c("provider_id", required=False),
+            ),
+            ("application_id",),
+            (("person_id", "person"),),
+            "Applications for benefits.",
+        ),
+        InboundKind(
+            "assessment_results",
+            AssessmentResults,
+            (
+                _c("application_id"),
+                _c("agency_id"),
+                _c("visited_on", "date"),
+                _c("grade", "int"),
+                _c("published_on", "date"),
+            ),
+            ("application_id",),
+            (("application_id", "application"), ("agency_id", "agency")),
+            "Assessment results returned by agencies.",
+        ),
+        InboundKind(
+            "care_days",
+            CareDays,
+            (
+                _c("person_id"),
+                _c("provider_id"),
+                _c("period"),
+                _c("care_date", "date"),
+                _c("care_mode"),
+                _c("item_code", required=False, default=""),
+                _c("amount", "money", False, 0),
+            ),
+            ("person_id", "provider_id", "care_date", "item_code"),
+            (("person_id", "person"), ("provider_id", "provider")),
+            "Care given, one row per bed-day (institutional) or per service item and day (home care).",
+        ),
+        InboundKind(
+            "hospital_stays",
+            HospitalStays,
+            (_c("person_id"), _c("admitted_on", "date"), _c("discharged_on", "date", False)),
+            ("person_id", "admitted_on"),
+            (("person_id", "person"),),
+            "Hospital admissions and discharges.",
+        ),
+    ]
+}
+
+
+# Frames between steps.
+
+
+class Claims(pa.DataFrameModel):
+    """Claim lines produced by billing: one per person, provider, period and care mode."""
+
+    person_id: str
+    provider_id: str
+    period: str = pa.Field(str_matches=PERIOD)
+    care_mode: str = pa.Field(isin=CARE_MODES)
+    grade: int = pa.Field(nullable=True, ge=0, le=5)
+    days_submitted: int = pa.Field(ge=0)
+    days_paid: int = pa.Field(ge=0)
+    days_excluded: int = pa.Field(ge=0)
+    submitted_fen: int = pa.Field(ge=0)
+    payable_fen: int = pa.Field(ge=0)
+    over_quota_fen: int = pa.Field(ge=0)
+
+    class Config:
+        strict = False
+
+    @pa.dataframe_check(error="days_paid + days_excluded != days_submitted")
+    def days_add_up(cls, data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("days_paid") + pl.col("days_excluded") == pl.col("days_submitted"))
+
+
+class Decisions(pa.DataFrameModel):
+    """Eligibility decisions: approved with a start date, or refused with every reason."""
+
+    application_id: str
+    person_id: str
+    approved: bool
+    grade: int = pa.Field(nullable=True, ge=0, le=5)
+    start_date: dt.date = pa.Field(nullable=True)
+    end_date: dt.date = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+
+    @pa.dataframe_check(error="an approved decision needs a start date and no reasons")
+    def approved_has_start(cls, data: Any) -> pl.LazyFrame:
+        f = data.lazyframe
+        return f.select(
+            ~pl.col("approved") | (pl.col("start_date").is_not_null() & (pl.col("reason_codes").list.len() == 0))
+        )
