@@ -167,6 +167,15 @@ def export(
 
 
 @app.command()
+def docs() -> None:
+    """Regenerate docs/ from the code (inbound formats)."""
+    from ltc.docs import write_docs
+
+    for path in write_docs():
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def demo(
     period: Annotated[str, typer.Option(help="the month to bill, YYYY-MM")] = "2026-03",
     jurisdiction: Annotated[str, typer.Option(help="policy pack")] = "nanning",

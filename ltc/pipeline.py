@@ -85,7 +85,7 @@ def summary(jurisdiction: str, period: str) -> dict[str, Any]:
         batches = s.execute(
             select(func.count(), func.sum(pb.total_fen)).where(pb.jurisdiction == jurisdiction, pb.period == period)
         ).one()
-        notices = dict(s.execute(select(m.Notice.status, func.count()).group_by(m.Notice.status)).tuples().all())
+        notices = dict(s.execute(select(m.Notice.status, func.count()).group_by(m.Notice.status)).all())
         quarantined = s.scalar(select(func.count()).select_from(m.QuarantinedRow))
     rows = [
         ("applications", apps),

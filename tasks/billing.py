@@ -98,7 +98,7 @@ def write_claims(claims: pl.DataFrame, jurisdiction: str, period: str) -> int:
                 select(m.ClaimLine.person_id, m.ClaimLine.provider_id, m.ClaimLine.care_mode)
                 .join(m.PaymentLine, m.PaymentLine.claim_line_id == m.ClaimLine.id)
                 .where(m.ClaimLine.period == period, m.ClaimLine.jurisdiction == jurisdiction)
-            ).tuples()
+            )
         )
         rows = []
         for c in claims.iter_rows(named=True):
@@ -134,7 +134,7 @@ def _enqueue_statements(
 ) -> None:
     if claims.is_empty():
         return
-    provider_names = dict(s.execute(select(m.Provider.provider_id, m.Provider.name)).tuples().all())
+    provider_names = dict(s.execute(select(m.Provider.provider_id, m.Provider.name)).all())
     for (person_id,), group in claims.sort("person_id", "provider_id").group_by("person_id", maintain_order=True):
         person = s.get(m.Person, person_id)
         if person is None:

@@ -279,7 +279,7 @@ def _store_results(session: Session, good: pl.DataFrame) -> None:
 
 def _unscheduled_results(session: Session, parsed: pl.DataFrame) -> pl.DataFrame:
     """Assessment results for which no visit by that agency was scheduled."""
-    pairs = {(a, g) for a, g in session.execute(select(m.Assessment.application_id, m.Assessment.agency_id)).tuples()}
+    pairs = {(a, g) for a, g in session.execute(select(m.Assessment.application_id, m.Assessment.agency_id)).all()}
     bad = [
         {"line": r["line"], "field": "agency_id", "reason": "no assessment was scheduled with this agency"}
         for r in parsed.select("line", "application_id", "agency_id").iter_rows(named=True)

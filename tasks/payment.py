@@ -90,18 +90,14 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                     select(m.ClaimLine.id, m.ClaimLine.care_mode).where(
                         m.ClaimLine.id.in_(lines["claim_line_id"].to_list())
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             days = dict(
                 s.execute(
                     select(m.ClaimLine.id, m.ClaimLine.days_paid).where(
                         m.ClaimLine.id.in_(lines["claim_line_id"].to_list())
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             enqueue(
                 s,

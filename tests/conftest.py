@@ -1,0 +1,90 @@
+"""Shared fixtures: a fresh database on each backend (SQLite file, real PostgreSQL) and one Prefect test server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _pg_up() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def ensure_postgres() -> None:
+    """Start the local PostgreSQL cluster if it is down."""
+    if _pg_up():
+        return
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions or not shutil.which("pg_ctlcluster"):
+        pytest.fail("PostgreSQL is not installed here; .ci/run installs it")
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
+    for _ in range(30):
+        if _pg_up():
+            return
+        time.sleep(1)
+    pytest.fail("PostgreSQL did not start on 127.0.0.1:5432")
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One Prefect test server for the whole session (entering it takes several seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _fresh_pg_database() -> str:
+    import psycopg
+
+    ensure_postgres()
+    name = f"ltc_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def _drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An empty, migrated record on each backend, with LTC_HOME in a temporary folder."""
+    from storage.db import get_engine, upgrade
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LTC_HOME", str(home))
+    pg_name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'ltc.db'}"
+    else:
+        pg_name = _fresh_pg_database()
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
+    monkeypatch.setenv("LTC_DATABASE_URL", url)
+    upgrade()
+    yield request.param
+    get_engine(url).dispose()
+    if pg_name:
+        _drop_pg_database(pg_name)

@@ -1,0 +1,9 @@
+"""The committed docs are what the code generates."""
+
+from __future__ import annotations
+
+from ltc.docs import DOCS, formats_markdown
+
+
+def test_formats_md_is_generated_from_the_schemas() -> None:
+    assert (DOCS / "formats.md").read_text(encoding="utf-8") == formats_markdown(), "run `uv run ltc docs`"

@@ -1,0 +1,93 @@
+"""Intake on both backends: good rows in, each bad row quarantined with its line, field and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from ltc.cli import app
+from storage import models as m
+from storage.db import session_scope
+from tasks.intake import IntakeError, load_file
+
+PERSONS = (
+    "person_id,name,id_number,jurisdiction,area,insurance_type,contribution_base,birth_date,death_date,"
+    "work_injury_care_allowance\n"
+    """P1,张三,450103195001011234,nanning,青秀区,employee,5000.00,1950-01-01,,false
+P2,李四,45010319500101123X,nanning,青秀区,retiree,3000,1950-01-01,,0
+"""
+)
+PROVIDERS = """provider_id,name,jurisdiction,kind,contract_start,contract_end,status,bank_account
+H1,南宁护理院,nanning,institution,2024-01-01,,active,6222020000001234
+"""
+CARE = """person_id,provider_id,period,care_date,care_mode,item_code,amount
+P1,H1,2026-03,2026-03-01,institutional,,
+P1,H1,2026-03,2026-03-02,institutional,,
+P9,H1,2026-03,2026-03-03,institutional,,
+P1,H1,2026-03,2026-04-01,institutional,,
+P1,H1,2026-03,2026-03-0x,institutional,,
+P2,H1,2026-03,2026-03-05,home,A01,-5.00
+P2,H1,2026-03,2026-03-06,home,A01,80.5
+"""
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def _counts() -> tuple[int, int]:
+    with session_scope() as s:
+        care = s.scalar(select(func.count()).select_from(m.CareDay)) or 0
+        quarantined = s.scalar(select(func.count()).select_from(m.QuarantinedRow)) or 0
+    return care, quarantined
+
+
+def test_bad_care_rows_are_quarantined_and_good_rows_load(backend: str, tmp_path: Path) -> None:
+    load_file("persons", _write(tmp_path, "persons.csv", PERSONS))
+    load_file("providers", _write(tmp_path, "providers.csv", PROVIDERS))
+    care = _write(tmp_path, "care.csv", CARE)
+    report = load_file("care_days", care)
+    assert (report.received, report.accepted, report.quarantined) == (7, 3, 4)
+    errors = {(e["line"], e["field"]): e["reason"] for e in report.errors}
+    assert errors == {
+        (4, "person_id"): "unknown person 'P9'",
+        (5, "care_date"): "care_date is outside the period",
+        (6, "care_date"): "malformed date '2026-03-0x'",
+        (7, "amount"): "negative amount -5.00",
+    }
+    assert all(e["file"] == str(care) for e in report.errors)
+    with session_scope() as s:
+        amounts = sorted(s.scalars(select(m.CareDay.amount_fen)))
+        kept = s.execute(select(m.QuarantinedRow.row_number, m.QuarantinedRow.raw)).all()
+    assert amounts == [0, 0, 8050]
+    assert sorted(r for r, _ in kept) == [4, 5, 6, 7]
+    assert {raw["person_id"] for _, raw in kept} == {"P9", "P1", "P2"}
+    assert _counts() == (3, 4)
+
+    again = load_file("care_days", care)
+    assert (again.accepted, again.quarantined) == (3, 4)
+    assert _counts() == (3, 4)
+
+
+def test_a_file_without_a_required_column_fails_whole(backend: str, tmp_path: Path) -> None:
+    bad = _write(tmp_path, "care.csv", "person_id,provider_id,care_date\nP1,H1,2026-03-01\n")
+    with pytest.raises(IntakeError, match=r"care.csv: header lacks required column\(s\) period, care_mode"):
+        load_file("care_days", bad)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_load_exit_status_tells_clean_from_rejections_from_failure(backend: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    clean = runner.invoke(app, ["load", "persons", str(_write(tmp_path, "persons.csv", PERSONS))])
+    assert clean.exit_code == 0, clean.output
+    runner.invoke(app, ["load", "providers", str(_write(tmp_path, "providers.csv", PROVIDERS))])
+    rejected = runner.invoke(app, ["load", "care_days", str(_write(tmp_path, "care.csv", CARE))])
+    assert rejected.exit_code == 1
+    assert "care.csv:4: person_id: unknown person 'P9'" in rejected.output
+    failed = runner.invoke(app, ["load", "care_days", str(tmp_path / "missing.csv")])
+    assert failed.exit_code == 2
