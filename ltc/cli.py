@@ -77,7 +77,7 @@ def load(
         console.print(f"[red]failed:[/] {e}")
         raise typer.Exit(2) from None
     for err in report["errors"]:
-        console.print(f"{err['file']}:{err['line']}: {err['field']}: {err['reason']}", highlight=False)
+        typer.echo(f"{err['file']}:{err['line']}: {err['field']}: {err['reason']}")
     console.print(
         f"{kind}: received {report['received']}, accepted {report['accepted']}, quarantined {report['quarantined']}"
     )
