@@ -81,6 +81,11 @@ def summary(jurisdiction: str, period: str) -> dict[str, Any]:
                 func.sum(cl.payable_fen),
             ).where(cl.jurisdiction == jurisdiction, cl.period == period)
         ).one()
+        by_reason: dict[str, int] = {}
+        for excl in s.scalars(select(cl.exclusions).where(cl.jurisdiction == jurisdiction, cl.period == period)):
+            for reason, n in excl.items():
+                if not reason.endswith("_FEN"):
+                    by_reason[reason] = by_reason.get(reason, 0) + int(n)
         pb = m.PaymentBatch
         batches = s.execute(
             select(func.count(), func.sum(pb.total_fen)).where(pb.jurisdiction == jurisdiction, pb.period == period)
@@ -95,6 +100,7 @@ def summary(jurisdiction: str, period: str) -> dict[str, Any]:
         ("claim lines", claims[0]),
         ("days paid", claims[1] or 0),
         ("days excluded", claims[2] or 0),
+        *((f"  of which {reason}", n) for reason, n in sorted(by_reason.items())),
         ("amount payable (yuan)", yuan(claims[4])),
         ("payment batches", batches[0]),
         ("amount in batches (yuan)", yuan(batches[1])),

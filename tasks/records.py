@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
 from rules.engine import period_bounds
+from rules.inputs import SCHEMAS
 from storage import models as m
 
 
@@ -170,20 +171,4 @@ def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
         .where(m.Application.status == "assessed", m.Person.jurisdiction == jurisdiction)
         .order_by(m.Application.application_id)
     )
-    return frame(
-        session,
-        stmt,
-        {
-            "application_id": pl.Utf8,
-            "person_id": pl.Utf8,
-            "received_on": pl.Date,
-            "disabled_since": pl.Date,
-            "grade": pl.Int64,
-            "published_on": pl.Date,
-            "insurance_type": pl.Utf8,
-            "work_injury_care_allowance": pl.Boolean,
-            "death_date": pl.Date,
-            "full_contribution_months": pl.Int64,
-            "already_beneficiary": pl.Boolean,
-        },
-    )
+    return frame(session, stmt, SCHEMAS["apps"])
