@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import select
 
+from ltc.formatting import yuan
 from rules.engine import load_pack, period_bounds
 from rules.formulas import resolve
 from storage import models as m
@@ -27,6 +28,18 @@ GIVEN = ["建国", "秀英", "桂兰", "志强", "丽华", "玉梅", "国华", "
 AREAS = ["青秀区", "兴宁区"]
 ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 ID_CHECK = "10X98765432"
+PERSON_HEADER = [
+    "person_id",
+    "name",
+    "id_number",
+    "jurisdiction",
+    "area",
+    "insurance_type",
+    "contribution_base",
+    "birth_date",
+    "death_date",
+    "work_injury_care_allowance",
+]
 
 
 @dataclass(frozen=True)
@@ -55,10 +68,6 @@ def _write(path: Path, header: list[str], rows: Iterable[dict[str, Any]]) -> Pat
         for r in rows:
             w.writerow({k: ("" if v is None else v) for k, v in r.items()})
     return path
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
 
 
 def _months_before(period: str, n: int) -> list[str]:
@@ -98,14 +107,14 @@ def registry_files(folder: Path, jurisdiction: str, period: str, size: DemoSize,
                 "jurisdiction": jurisdiction,
                 "area": AREAS[r // 17 % len(AREAS)],
                 "insurance_type": kind,
-                "contribution_base": _yuan(300000 + r // 19 % 900000),
+                "contribution_base": yuan(300000 + r // 19 % 900000),
                 "birth_date": birth.isoformat(),
                 "death_date": None,
                 "work_injury_care_allowance": "true" if r % 89 == 0 else "false",
             }
         )
     files = {
-        "persons": _write(folder / "persons.csv", list(persons[0]), persons),
+        "persons": _write(folder / "persons.csv", PERSON_HEADER, persons),
     }
     # Contributions: 26 months before the period, due by the pack's own formula; some members have gaps.
     frame = pl.DataFrame(
@@ -129,8 +138,8 @@ def registry_files(folder: Path, jurisdiction: str, period: str, size: DemoSize,
                 {
                     "person_id": row["person_id"],
                     "period": month,
-                    "due": _yuan(row["due_fen"]),
-                    "paid": _yuan(0 if missed else row["due_fen"]),
+                    "due": yuan(row["due_fen"]),
+                    "paid": yuan(0 if missed else row["due_fen"]),
                     "paid_on": None if missed else f"{month}-15",
                 }
             )
@@ -238,7 +247,7 @@ def month_files(folder: Path, jurisdiction: str, period: str, seed: int) -> dict
                     "jurisdiction": p.jurisdiction,
                     "area": p.area,
                     "insurance_type": p.insurance_type,
-                    "contribution_base": _yuan(p.contribution_base_fen),
+                    "contribution_base": yuan(p.contribution_base_fen),
                     "birth_date": p.birth_date.isoformat() if p.birth_date else None,
                     "death_date": death.isoformat(),
                     "work_injury_care_allowance": "true" if p.work_injury_care_allowance else "false",
@@ -278,7 +287,7 @@ def month_files(folder: Path, jurisdiction: str, period: str, seed: int) -> dict
                         "care_date": day.isoformat(),
                         "care_mode": mode,
                         "item_code": f"JJ{1 + h(seed, person_id, day, 'item') % 9:02d}",
-                        "amount": _yuan(6000 + h(seed, person_id, day, "amt") % 20000),
+                        "amount": yuan(6000 + h(seed, person_id, day, "amt") % 20000),
                     }
                 )
     if care:
@@ -294,17 +303,5 @@ def month_files(folder: Path, jurisdiction: str, period: str, seed: int) -> dict
     files["hospital_stays"] = _write(
         folder / f"hospital_stays_{period}.csv", ["person_id", "admitted_on", "discharged_on"], stays
     )
-    person_header = [
-        "person_id",
-        "name",
-        "id_number",
-        "jurisdiction",
-        "area",
-        "insurance_type",
-        "contribution_base",
-        "birth_date",
-        "death_date",
-        "work_injury_care_allowance",
-    ]
-    files["deaths"] = _write(folder / f"deaths_{period}.csv", person_header, deaths)
+    files["deaths"] = _write(folder / f"deaths_{period}.csv", PERSON_HEADER, deaths)
     return files

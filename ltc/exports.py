@@ -7,14 +7,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ltc.formatting import mask_id
 from storage import models as m
 from storage.db import session_scope
-
-
-def mask(value: str | None) -> str:
-    if not value:
-        return ""
-    return value[:3] + "*" * max(len(value) - 7, 0) + value[-4:]
 
 
 def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[list[Any]]]:
@@ -67,7 +62,7 @@ def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[l
                     b.payee_id,
                     b.period,
                     b.jurisdiction,
-                    mask(b.bank_account),
+                    mask_id(b.bank_account),
                     b.total_fen,
                     b.line_count,
                     b.status,

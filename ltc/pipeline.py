@@ -14,6 +14,7 @@ from flows.monthly_cycle import monthly_cycle
 from flows.record_assessments import record_assessments
 from flows.schedule_assessments import schedule_assessments
 from ltc.demo import DemoSize, month_files, registry_files, results_file
+from ltc.formatting import yuan
 from ltc.settings import get_settings
 from rules.engine import load_pack, period_bounds
 from storage import models as m
@@ -54,10 +55,6 @@ def run_demo(
 def summary(jurisdiction: str, period: str) -> dict[str, Any]:
     """What the record holds for a pooling area and period, read back from the database."""
     pack = load_pack(jurisdiction)
-
-    def yuan(fen: int | None) -> str:
-        fen = int(fen or 0)
-        return f"{fen // 100:,}.{fen % 100:02d}"
 
     with session_scope() as s:
         person = select(m.Person.person_id).where(m.Person.jurisdiction == jurisdiction)
@@ -101,9 +98,9 @@ def summary(jurisdiction: str, period: str) -> dict[str, Any]:
         ("days paid", claims[1] or 0),
         ("days excluded", claims[2] or 0),
         *((f"  of which {reason}", n) for reason, n in sorted(by_reason.items())),
-        ("amount payable (yuan)", yuan(claims[4])),
+        ("amount payable (yuan)", yuan(int(claims[4] or 0), grouping=True)),
         ("payment batches", batches[0]),
-        ("amount in batches (yuan)", yuan(batches[1])),
+        ("amount in batches (yuan)", yuan(int(batches[1] or 0), grouping=True)),
         ("notices sent", notices.get("sent", 0)),
         ("notices pending / failed", f"{notices.get('pending', 0)} / {notices.get('failed', 0)}"),
         ("rows quarantined", quarantined),

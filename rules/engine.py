@@ -97,6 +97,11 @@ class Pack:
         except KeyError:
             raise RulesError(f"pack {self.id} has no parameter {name}") from None
 
+    def children(self, node: str) -> dict[str, str]:
+        """The parameters directly under a node, by their last name: `billing.rate` -> {"grade_5": ...}."""
+        prefix = node + "."
+        return {n[len(prefix) :]: n for n in self.parameters if n.startswith(prefix) and "." not in n[len(prefix) :]}
+
     def check_date(self, on: dt.date) -> None:
         """Refuse a date outside the pack's validity, naming the pack and its dates."""
         end = self.valid_to.isoformat() if self.valid_to else "open"

@@ -14,20 +14,16 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
-from ltc.settings import notify_url_for
+from ltc.formatting import yuan
 from rules.engine import Pack, load_pack, period_bounds, reasons
 from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import records
-from tasks.notices import enqueue
+from tasks.notices import notify
 from tasks.schemas import Claims
 
 MODE_NAMES = {"institutional": "机构护理", "home": "居家护理"}
-
-
-def yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
 
 
 def rate_lines(pack: Pack, grade: int | None, on: dt.date | None) -> list[str]:
@@ -177,13 +173,10 @@ def _enqueue_statements(
             "total_fen": int(group["payable_fen"].sum()),
         }
         digest = hashlib.sha256(json.dumps(lines, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
-        enqueue(
+        notify(
             s,
+            person,
             kind="monthly_statement",
-            recipient_type="person",
-            recipient_id=person_id,
-            url=notify_url_for(person.notify_url),
-            language=person.language,
             dedupe_key=f"monthly_statement:{person_id}:{period}:{digest}",
             context=context,
         )

@@ -12,14 +12,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
 
-from ltc.settings import notify_url_for
 from rules.engine import load_pack, reasons
 from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import records
 from tasks.billing import rate_lines
-from tasks.notices import enqueue
+from tasks.notices import notify
 from tasks.schemas import Decisions
 
 
@@ -101,13 +100,10 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                 "assumptions": pack.assumptions(),
                 "draft": pack.draft,
             }
-            enqueue(
+            notify(
                 s,
+                person,
                 kind="eligibility_decision",
-                recipient_type="person",
-                recipient_id=person.person_id,
-                url=notify_url_for(person.notify_url),
-                language=person.language,
                 dedupe_key=f"eligibility_decision:{d['application_id']}",
                 context=context,
             )

@@ -6,9 +6,7 @@ file, line, field and reason. Loading the same file twice changes nothing.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +16,9 @@ import polars as pl
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ltc.settings import notify_url_for
 from storage import models as m
 from storage.db import session_scope, upsert
-from tasks.notices import enqueue
+from tasks.notices import notify
 from tasks.schemas import INBOUND, Column, InboundKind
 
 MONEY = r"^-?\d+(\.\d{1,2})?$"
@@ -243,13 +240,10 @@ def _acknowledge(session: Session, rows: list[dict[str, Any]]) -> None:
     }
     for r in rows:
         person = people[r["person_id"]]
-        enqueue(
+        notify(
             session,
+            person,
             kind="application_received",
-            recipient_type="person",
-            recipient_id=person.person_id,
-            url=notify_url_for(person.notify_url),
-            language=person.language,
             dedupe_key=f"application_received:{r['application_id']}",
             context={
                 "person_name": person.name,
@@ -327,7 +321,3 @@ def load_file(kind: str, path: Path) -> IntakeReport:
 
 def describe_errors(report: IntakeReport) -> str:
     return "\n".join(f"{e['file']}:{e['line']}: {e['field']}: {e['reason']}" for e in report.errors)
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=lambda o: o.isoformat() if isinstance(o, dt.date) else o)

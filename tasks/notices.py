@@ -24,13 +24,15 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import apprise
-from apprise.decorators import notify
+from apprise.decorators import notify as apprise_notification
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, UndefinedError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ltc.formatting import mask_id, yuan
+from ltc.settings import notify_url_for
 from storage.db import session_scope, upsert
-from storage.models import Notice
+from storage.models import Notice, Person, Provider
 
 # Delivery outcomes are kept on the notice row (status, attempts, last_error); apprise's own chatter is not
 # passed on to the run log.
@@ -115,27 +117,6 @@ MONTHS_EN = (
 def _lang(language: str) -> str:
     """The filters' language family: "en" for en / en_US, else "zh"."""
     return "en" if language.lower().startswith("en") else "zh"
-
-
-def yuan(fen: int) -> str:
-    """Integer fen as yuan with two decimals, without floats: 204600 -> "2046.00", -5 -> "-0.05"."""
-    if isinstance(fen, bool) or not isinstance(fen, int):
-        raise TypeError(f"money must be integer fen, got {fen!r}")
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
-
-
-def mask_id(value: str) -> str:
-    """Keep the first 3 and last 4 characters, mask the rest: 450103199001011234 -> 450***********1234.
-
-    Whitespace is dropped first (bank accounts are often written in groups). A value of 7 characters or fewer
-    would be shown whole, so it is masked whole.
-    """
-    text = "".join(str(value).split())
-    if len(text) <= 7:
-        return "*" * len(text)
-    return text[:3] + "*" * (len(text) - 7) + text[-4:]
 
 
 def grade_name(grade: int | None, language: str = DEFAULT_LANGUAGE) -> str:
@@ -257,6 +238,29 @@ def enqueue(
     upsert(session, Notice, [row], keys=["dedupe_key"], update=False)
 
 
+def notify(
+    session: Session, recipient: Person | Provider, *, kind: str, dedupe_key: str, context: dict[str, Any]
+) -> None:
+    """Enqueue a notice to a person or a provider, at the channel and in the language on record."""
+    if isinstance(recipient, Person):
+        recipient_type, recipient_id = "person", recipient.person_id
+    else:
+        recipient_type, recipient_id = "provider", recipient.provider_id
+    enqueue(
+        session,
+        kind=kind,
+        recipient_type=recipient_type,
+        recipient_id=recipient_id,
+        url=notify_url_for(recipient.notify_url),
+        language=recipient.language,
+        dedupe_key=dedupe_key,
+        context=context,
+    )
+
+
+__all__ = ["deliver_pending", "enqueue", "mask_id", "notify", "render", "yuan"]
+
+
 # --- the file outbox ----------------------------------------------------------------------------------------
 
 
@@ -267,7 +271,7 @@ def _safe_file_name(name: str) -> str:
     return cleaned or "notice"
 
 
-@notify(on=OUTBOX_SCHEME, name="LTC file outbox")
+@apprise_notification(on=OUTBOX_SCHEME, name="LTC file outbox")
 def write_outbox(
     body: str, title: str, notify_type: str, *args: Any, meta: Mapping[str, Any] | None = None, **kwargs: Any
 ) -> bool:

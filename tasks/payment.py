@@ -15,10 +15,11 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ltc.settings import get_settings, notify_url_for
+from ltc.formatting import yuan
+from ltc.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
-from tasks.notices import enqueue
+from tasks.notices import notify
 from tasks.records import frame
 
 
@@ -26,15 +27,26 @@ from tasks.records import frame
 def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
     with session_scope() as s:
         paid = select(m.PaymentLine.claim_line_id)
+        cl = m.ClaimLine
         stmt = (
-            select(m.ClaimLine.id, m.ClaimLine.provider_id, m.ClaimLine.person_id, m.ClaimLine.payable_fen)
-            .where(
-                m.ClaimLine.period == period,
-                m.ClaimLine.jurisdiction == jurisdiction,
-                m.ClaimLine.payable_fen > 0,
-                m.ClaimLine.id.not_in(paid),
+            select(
+                cl.id,
+                cl.provider_id,
+                cl.person_id,
+                m.Person.name,
+                m.Person.id_number,
+                cl.care_mode,
+                cl.days_paid,
+                cl.payable_fen,
             )
-            .order_by(m.ClaimLine.provider_id, m.ClaimLine.person_id, m.ClaimLine.id)
+            .join(m.Person, m.Person.person_id == cl.person_id)
+            .where(
+                cl.period == period,
+                cl.jurisdiction == jurisdiction,
+                cl.payable_fen > 0,
+                cl.id.not_in(paid),
+            )
+            .order_by(cl.provider_id, cl.person_id, cl.id)
         )
         return frame(
             s,
@@ -43,6 +55,10 @@ def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
                 "claim_line_id": pl.Int64,
                 "provider_id": pl.Utf8,
                 "person_id": pl.Utf8,
+                "person_name": pl.Utf8,
+                "id_number": pl.Utf8,
+                "care_mode": pl.Utf8,
+                "days_paid": pl.Int64,
                 "payable_fen": pl.Int64,
             },
         )
@@ -81,31 +97,10 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                 )
                 for r in lines.iter_rows(named=True)
             )
-            people = {
-                p.person_id: p
-                for p in s.scalars(select(m.Person).where(m.Person.person_id.in_(lines["person_id"].to_list())))
-            }
-            modes = dict(
-                s.execute(
-                    select(m.ClaimLine.id, m.ClaimLine.care_mode).where(
-                        m.ClaimLine.id.in_(lines["claim_line_id"].to_list())
-                    )
-                ).all()
-            )
-            days = dict(
-                s.execute(
-                    select(m.ClaimLine.id, m.ClaimLine.days_paid).where(
-                        m.ClaimLine.id.in_(lines["claim_line_id"].to_list())
-                    )
-                ).all()
-            )
-            enqueue(
+            notify(
                 s,
+                provider,
                 kind="remittance_advice",
-                recipient_type="provider",
-                recipient_id=payee_id,
-                url=notify_url_for(provider.notify_url),
-                language=provider.language,
                 dedupe_key=f"remittance_advice:{batch_ref}",
                 context={
                     "provider_name": provider.name,
@@ -115,10 +110,10 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                     "total_fen": batch.total_fen,
                     "lines": [
                         {
-                            "person_name": people[r["person_id"]].name,
-                            "id_number": people[r["person_id"]].id_number,
-                            "care_mode": modes[r["claim_line_id"]],
-                            "days_paid": days[r["claim_line_id"]],
+                            "person_name": r["person_name"],
+                            "id_number": r["id_number"],
+                            "care_mode": r["care_mode"],
+                            "days_paid": r["days_paid"],
                             "amount_fen": r["payable_fen"],
                         }
                         for r in lines.iter_rows(named=True)
@@ -149,7 +144,6 @@ def write_bank_file(jurisdiction: str, period: str) -> str:
             w = csv.writer(f)
             w.writerow(["batch_ref", "payee_id", "payee_name", "bank_account", "amount", "lines"])
             for b, name in batches:
-                amount = f"{b.total_fen // 100}.{b.total_fen % 100:02d}"
-                w.writerow([b.batch_ref, b.payee_id, name, b.bank_account, amount, b.line_count])
+                w.writerow([b.batch_ref, b.payee_id, name, b.bank_account, yuan(b.total_fen), b.line_count])
         tmp.replace(path)
     return str(path)

@@ -87,18 +87,7 @@ def care_days(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
         .join(m.Person, m.Person.person_id == m.CareDay.person_id)
         .where(m.CareDay.period == period, m.Person.jurisdiction == jurisdiction)
     )
-    return frame(
-        session,
-        stmt,
-        {
-            "person_id": pl.Utf8,
-            "provider_id": pl.Utf8,
-            "care_date": pl.Date,
-            "care_mode": pl.Utf8,
-            "item_code": pl.Utf8,
-            "amount_fen": pl.Int64,
-        },
-    )
+    return frame(session, stmt, SCHEMAS["care"])
 
 
 def entitlements(session: Session, jurisdiction: str) -> pl.DataFrame:
@@ -108,11 +97,7 @@ def entitlements(session: Session, jurisdiction: str) -> pl.DataFrame:
         m.EligibilityDecision.start_date,
         m.EligibilityDecision.end_date,
     ).where(m.EligibilityDecision.jurisdiction == jurisdiction, m.EligibilityDecision.approved.is_(True))
-    return frame(
-        session,
-        stmt,
-        {"person_id": pl.Utf8, "grade": pl.Int64, "start_date": pl.Date, "end_date": pl.Date},
-    )
+    return frame(session, stmt, SCHEMAS["entitlements"])
 
 
 def hospital_stays(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
@@ -126,7 +111,7 @@ def hospital_stays(session: Session, jurisdiction: str, period: str) -> pl.DataF
             (m.HospitalStay.discharged_on.is_(None)) | (m.HospitalStay.discharged_on >= first),
         )
     )
-    return frame(session, stmt, {"person_id": pl.Utf8, "admitted_on": pl.Date, "discharged_on": pl.Date})
+    return frame(session, stmt, SCHEMAS["stays"])
 
 
 def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:

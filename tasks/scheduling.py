@@ -11,12 +11,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import func, select, update
 
-from ltc.settings import notify_url_for
 from rules.engine import load_pack
 from storage import models as m
 from storage.db import session_scope
 from tasks.calendar import add_working_days, is_working_day
-from tasks.notices import enqueue
+from tasks.notices import notify
 from tasks.records import frame
 
 MAX_SEARCH_DAYS = 366
@@ -129,13 +128,10 @@ def book_slots(plan: pl.DataFrame) -> int:
                 .where(m.Application.application_id == app.application_id)
                 .values(status="scheduled")
             )
-            enqueue(
+            notify(
                 s,
+                person,
                 kind="assessment_scheduled",
-                recipient_type="person",
-                recipient_id=person.person_id,
-                url=notify_url_for(person.notify_url),
-                language=person.language,
                 dedupe_key=f"assessment_scheduled:{app.application_id}:1",
                 context={
                     "person_name": person.name,

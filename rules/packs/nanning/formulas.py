@@ -15,7 +15,6 @@ from rules.engine import Pack, period_bounds, with_params
 from rules.formulas import formula
 
 PACK = "nanning"
-SEVERE_GRADES = (3, 4, 5)
 
 
 def _ratio(value: object) -> tuple[int, int]:
@@ -195,7 +194,7 @@ def bill(
     pack.check_period(period)
     days = _day_status(care, entitlements, persons, stays, providers)
     rates = pack.series(
-        {f"grade_{g}": f"billing.institutional_daily_rate.grade_{g}" for g in SEVERE_GRADES},
+        pack.children("billing.institutional_daily_rate"),
         "rate_fen",
     )
     days = (
@@ -269,7 +268,7 @@ def _apply_home_quota(
     last: dt.date,
 ) -> pl.DataFrame:
     """三(三)3(2): home care items are paid up to the person's monthly quota, across providers in id order."""
-    quota = pack.series({f"grade_{g}": f"billing.home_monthly_quota.grade_{g}" for g in SEVERE_GRADES}, "quota_fen")
+    quota = pack.series(pack.children("billing.home_monthly_quota"), "quota_fen")
     month_quota = (
         quota.filter(pl.col("effective_from") <= first)
         .sort("effective_from")
