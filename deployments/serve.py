@@ -8,6 +8,7 @@ from __future__ import annotations
 from prefect import serve
 
 from flows.bill_month import bill_month
+from flows.contributions import contributions
 from flows.decide_eligibility import decide_eligibility
 from flows.intake import intake
 from flows.monthly_cycle import monthly_cycle
@@ -18,6 +19,7 @@ from flows.send_notices import send_notices
 
 FLOWS = [
     intake,
+    contributions,
     schedule_assessments,
     record_assessments,
     decide_eligibility,

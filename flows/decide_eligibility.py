@@ -12,8 +12,8 @@ from tasks.eligibility import decide, load_assessed, record_decisions
 
 @flow(name="decide-eligibility", flow_run_name="decide {jurisdiction} as of {as_of}")
 def decide_eligibility(jurisdiction: str, as_of: dt.date) -> dict[str, Any]:
-    apps = load_assessed(jurisdiction)
-    decisions = decide(apps, jurisdiction, as_of)
+    inputs = load_assessed(jurisdiction)
+    decisions = decide(inputs, jurisdiction, as_of)
     recorded = record_decisions(decisions, jurisdiction, as_of)
     approved = int(decisions["approved"].sum()) if decisions.height else 0
     return {"decided": recorded, "approved": approved, "denied": recorded - approved}

@@ -25,6 +25,7 @@ console = Console()
 
 FLOWS = [
     "intake",
+    "contributions",
     "schedule_assessments",
     "record_assessments",
     "decide_eligibility",
@@ -115,6 +116,10 @@ def _run_flow(
         from flows.intake import intake
 
         return intake(_need(kind, "kind", flow), _need(file, "file", flow))
+    if flow == "contributions":
+        from flows.contributions import contributions
+
+        return contributions(jurisdiction, _need(period, "period", flow))
     if flow == "schedule_assessments":
         from flows.schedule_assessments import schedule_assessments
 

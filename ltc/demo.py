@@ -20,6 +20,7 @@ from sqlalchemy import select
 from ltc.formatting import yuan
 from rules.engine import load_pack, period_bounds
 from rules.formulas import resolve
+from rules.inputs import SCHEMAS
 from storage import models as m
 from storage.db import session_scope
 
@@ -118,18 +119,28 @@ def registry_files(folder: Path, jurisdiction: str, period: str, size: DemoSize,
     }
     # Contributions: 26 months before the period, due by the pack's own formula; some members have gaps.
     frame = pl.DataFrame(
-        {
-            "person_id": [p["person_id"] for p in persons],
-            "insurance_type": [p["insurance_type"] for p in persons],
-            "contribution_base_fen": [int(p["contribution_base"].replace(".", "")) for p in persons],
-            "work_injury_care_allowance": [p["work_injury_care_allowance"] == "true" for p in persons],
-        }
+        [
+            {
+                **{c: None for c in SCHEMAS["persons"]},
+                "person_id": p["person_id"],
+                "insurance_type": p["insurance_type"],
+                "contribution_base_fen": int(p["contribution_base"].replace(".", "")),
+                "work_injury_care_allowance": p["work_injury_care_allowance"] == "true",
+                "student": False,
+                "medical_premium_fully_subsidised": False,
+                "retired_cadre": False,
+            }
+            for p in persons
+        ],
+        schema=SCHEMAS["persons"],
+        orient="row",
     )
     contributions = []
     start = max(pack.valid_from, first.replace(year=first.year - 3))
     months = [p for p in _months_before(period, 26) if p >= f"{start:%Y-%m}"]
     for month in months:
-        due = resolve(pack, "contributions_due", period_bounds(month)[0])(frame, pack, month)
+        long = resolve(pack, "contributions_due", period_bounds(month)[0])(frame, pack, month)
+        due = long.group_by("person_id").agg(due_fen=pl.col("amount_fen").sum()).sort("person_id")
         for row in due.iter_rows(named=True):
             r = h(seed, row["person_id"], "gap")
             gap_start = months[r % len(months)]

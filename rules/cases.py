@@ -2,6 +2,13 @@
 
 A case lists only what matters to it; everything else takes the defaults below, so a case reads like the
 clause. `run_case` builds the frames, runs the pack's formula on them and returns the rows it produced.
+
+Case keys: `name` (clause first), `formula` (contributions_due | eligibility | bill | assessment_fees), `period`
+(bill, contributions_due; `YYYY` for a yearly pack's dues), `date` (assessment_fees), `input` (frames by
+name, see `rules.inputs.SCHEMAS`; care rows may give `dates: A..B` for a run of days), and either `output`
+(rows; each expected row must match one produced row on the keys it gives, and the counts must agree) or
+`error` (a regular expression the RulesError must match). `overrides` (optional) maps parameter names to
+values supplied by an operator for the case.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from rules.engine import PACKS_DIR, load_pack
+from rules.engine import PACKS_DIR, DatedValue, Pack, Parameter, load_pack, period_start
 from rules.formulas import resolve
 from rules.inputs import SCHEMAS
 
@@ -21,18 +28,32 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "persons": {
         "insurance_type": "employee",
         "contribution_base_fen": 500000,
-        "work_injury_care_allowance": False,
+        "birth_date": "1950-01-01",
         "death_date": None,
+        "work_injury_care_allowance": False,
+        "student": False,
+        "medical_premium_fully_subsidised": False,
+        "retired_cadre": False,
+        "disabled_veteran_grade": None,
+        "area": "",
     },
-    "providers": {"status": "active", "contract_start": "2024-01-01", "contract_end": None},
+    "providers": {"kind": "institution", "status": "active", "contract_start": "2019-01-01", "contract_end": None},
     "care": {"item_code": "", "amount_fen": 0},
     "entitlements": {"end_date": None},
+    "stays": {"kind": "inpatient"},
+    "contributions": {"paid_on": None},
+    "assessments": {"person_id": "P1", "sequence": 1, "requested_by": "applicant"},
     "apps": {
         "person_id": "P1",
         "received_on": "2026-02-01",
         "disabled_since": "2025-01-01",
+        "care_mode": "institutional",
         "published_on": "2026-02-20",
         "insurance_type": "employee",
+        "birth_date": "1950-01-01",
+        "student": False,
+        "retired_cadre": False,
+        "disabled_veteran_grade": None,
         "work_injury_care_allowance": False,
         "death_date": None,
         "full_contribution_months": 24,
@@ -49,64 +70,77 @@ def _expand_dates(row: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**base, "care_date": lo + dt.timedelta(days=i)} for i in range((hi - lo).days + 1)]
 
 
-def _frame(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
+def _coerce(value: Any, dtype: Any) -> Any:
+    if value is not None and dtype == pl.Date and not isinstance(value, dt.date):
+        return dt.date.fromisoformat(str(value))
+    if value is not None and dtype == pl.Utf8:
+        return str(value)
+    return value
+
+
+def frame(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
     schema = SCHEMAS[name]
     full = []
     for row in rows:
         for r in _expand_dates(row) if name == "care" else [row]:
+            unknown = set(r) - set(schema) - {"dates"}
+            if unknown:
+                raise ValueError(f"{name} has no column(s) {', '.join(sorted(unknown))}")
             merged = {**DEFAULTS.get(name, {}), **r}
             full.append({c: _coerce(merged.get(c), t) for c, t in schema.items()})
     return pl.DataFrame(full, schema=schema, orient="row") if full else pl.DataFrame(schema=schema)
 
 
-def _coerce(value: Any, dtype: Any) -> Any:
-    if value is not None and dtype == pl.Date and not isinstance(value, dt.date):
-        return dt.date.fromisoformat(str(value))
-    return value
-
-
 def build_inputs(case: dict[str, Any]) -> dict[str, pl.DataFrame]:
+    """Every frame of the contract, from the case's rows and the defaults; persons and providers named in
+    care rows exist with default attributes unless the case gives them."""
     given = case.get("input", {})
-    frames = {name: _frame(name, given.get(name, [])) for name in given}
-    if case["formula"] == "bill":
-        care = frames["care"]
-        people = care.select("person_id").unique().to_series().to_list()
-        known = {r["person_id"] for r in given.get("persons", [])}
-        extra = [{"person_id": p} for p in people if p not in known]
-        frames["persons"] = _frame("persons", given.get("persons", []) + extra)
-        provs = care.select("provider_id").unique().to_series().to_list()
-        pknown = {r["provider_id"] for r in given.get("providers", [])}
-        pextra = [{"provider_id": p} for p in provs if p not in pknown]
-        frames["providers"] = _frame("providers", given.get("providers", []) + pextra)
-        frames.setdefault("stays", _frame("stays", []))
-        frames.setdefault("entitlements", _frame("entitlements", []))
-    return frames
+    rows = {name: list(given.get(name, [])) for name in SCHEMAS}
+    care = [r for row in rows["care"] for r in _expand_dates(row)]
+    for name, col in (("persons", "person_id"), ("providers", "provider_id")):
+        known = {r[col] for r in rows[name]}
+        for r in care:
+            if r[col] not in known:
+                known.add(r[col])
+                rows[name].append({col: r[col]})
+    return {name: frame(name, rows[name]) for name in SCHEMAS}
+
+
+def _with_overrides(pack: Pack, overrides: dict[str, Any]) -> Pack:
+    params = dict(pack.parameters)
+    for name, value in overrides.items():
+        p = pack.param(name)
+        entry = DatedValue(pack.valid_from, value, "worked case: value supplied by the operator", "operator")
+        params[name] = Parameter(name, p.description, p.unit, (entry,), p.set_by)
+    return Pack(pack.id, pack.name, pack.document, pack.valid_from, pack.valid_to, pack.draft, params, ("case",))
 
 
 def run_case(pack_id: str, case: dict[str, Any]) -> list[dict[str, Any]]:
     pack = load_pack(pack_id)
-    frames = build_inputs(case)
+    if case.get("overrides"):
+        pack = _with_overrides(pack, case["overrides"])
+    inputs = build_inputs(case)
     name = case["formula"]
     if name == "bill":
         period = str(case["period"])
-        first = dt.date.fromisoformat(period + "-01")
-        fn = resolve(pack, name, first)
-        out = fn(
-            frames["care"],
-            frames["entitlements"],
-            frames["persons"],
-            frames["stays"],
-            frames["providers"],
-            pack,
-            period,
-        )
+        out = resolve(pack, name, dt.date.fromisoformat(period + "-01"))(inputs, pack, period)
     elif name == "eligibility":
-        on = min(frames["apps"]["received_on"].to_list())
-        out = resolve(pack, name, on)(frames["apps"], pack)
+        on = min(inputs["apps"]["received_on"].to_list())
+        out = resolve(pack, name, on)(inputs, pack)
     elif name == "contributions_due":
         period = str(case["period"])
-        fn = resolve(pack, name, dt.date.fromisoformat(period + "-01"))
-        out = fn(frames["persons"], pack, period)
+        long = resolve(pack, name, period_start(period, pack))(inputs["persons"], pack, period)
+        return [
+            {
+                "person_id": pid,
+                "dues": {r["payer"]: r["amount_fen"] for r in g.to_dicts()},
+                "total_fen": int(g["amount_fen"].sum()),
+            }
+            for (pid,), g in long.sort("person_id", "payer").group_by("person_id", maintain_order=True)
+        ]
+    elif name == "assessment_fees":
+        on = dt.date.fromisoformat(str(case["date"]))
+        out = resolve(pack, name, on)(inputs["assessments"], pack, on)
     else:
         raise ValueError(f"unknown formula {name}")
     rows: list[dict[str, Any]] = out.to_dicts()

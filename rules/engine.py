@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -23,6 +24,8 @@ import yaml
 PACKS_DIR = Path(__file__).parent / "packs"
 
 MONEY_UNITS = {"yuan", "yuan/day", "yuan/month", "yuan/year", "yuan/assessment"}
+SOURCES = ("document", "assumption", "operator")
+OVERRIDES_ENV = "LTC_RULES_OVERRIDES"
 
 
 class RulesError(Exception):
@@ -43,6 +46,7 @@ class Parameter:
     description: str
     unit: str
     values: tuple[DatedValue, ...]
+    set_by: str | None = None
 
     def entry(self, on: dt.date) -> DatedValue:
         """The value in force on `on`: the latest entry that starts on or before it."""
@@ -51,9 +55,10 @@ class Parameter:
             if v.start <= on:
                 found = v
         if found is None or found.value is None:
+            where = f"; it is set by {self.set_by}" if self.set_by else ""
             raise RulesError(
-                f"parameter {self.name} has no value on {on.isoformat()} "
-                f"(first value from {self.values[0].start.isoformat()})"
+                f"parameter {self.name} has no value on {on.isoformat()}{where}. "
+                f"Supply it in an override file ({OVERRIDES_ENV}/<pack>.yaml) that cites its source"
             )
         return found
 
@@ -90,6 +95,7 @@ class Pack:
     valid_to: dt.date | None
     draft: bool
     parameters: dict[str, Parameter] = field(repr=False)
+    overrides: tuple[str, ...] = ()
 
     def param(self, name: str) -> Parameter:
         try:
@@ -119,6 +125,14 @@ class Pack:
     def assumptions(self) -> list[str]:
         return sorted(n for n, p in self.parameters.items() if any(v.source == "assumption" for v in p.values))
 
+    def operator_values(self) -> list[str]:
+        return sorted(n for n, p in self.parameters.items() if any(v.source == "operator" for v in p.values))
+
+    @property
+    def status(self) -> str:
+        """How outputs name the policy: its document, and that it is a draft where it is one."""
+        return f"{self.document}（征求意见稿，未正式施行）" if self.draft else self.document
+
     def series(self, names: dict[str, str], value_name: str = "value") -> pl.DataFrame:
         """A frame of (key, effective_from, value) for parameters named in `names` (key -> parameter),
         money in fen: the form a vectorised rule joins on the care date (`join_asof`)."""
@@ -133,6 +147,16 @@ class Pack:
                 )
                 rows.append({"key": key, "effective_from": v.start, value_name: value})
         return pl.DataFrame(rows).sort("effective_from")
+
+
+def period_start(period: str, pack: Pack | None = None) -> dt.date:
+    """The date a period's rules are resolved on: the first day of a `YYYY-MM` month or a `YYYY` year, but not
+    before the pack starts (a yearly pack that starts mid-year resolves its first year on its first day)."""
+    try:
+        first = dt.date.fromisoformat(f"{period}-01" if len(period) == 7 else f"{period}-01-01")
+    except ValueError:
+        raise RulesError(f"period {period!r} is neither YYYY-MM nor YYYY") from None
+    return max(first, pack.valid_from) if pack else first
 
 
 def period_bounds(period: str) -> tuple[dt.date, dt.date]:
@@ -152,25 +176,62 @@ def _as_date(x: Any) -> dt.date:
     return dt.date.fromisoformat(str(x))
 
 
-def _walk(node: dict[str, Any], prefix: str, out: dict[str, Parameter], where: Path) -> None:
+def _walk(node: dict[str, Any], prefix: str, out: dict[str, Parameter], where: Path, context: str = "") -> None:
+    """Collect the parameters of a node; a leaf's description is prefixed by its parent node's."""
+    own = str(node.get("description", "")).strip()
     if "values" in node:
         values = []
         for start, entry in sorted(node["values"].items(), key=lambda kv: _as_date(kv[0])):
             if not isinstance(entry, dict) or "reference" not in entry or "source" not in entry:
                 raise RulesError(f"{where}: {prefix} value of {start} needs reference and source")
-            if entry["source"] not in ("document", "assumption"):
-                raise RulesError(f"{where}: {prefix} source must be document or assumption")
+            if entry["source"] not in SOURCES:
+                raise RulesError(f"{where}: {prefix} source must be one of {', '.join(SOURCES)}")
             values.append(DatedValue(_as_date(start), entry.get("value"), entry["reference"], entry["source"]))
-        out[prefix] = Parameter(prefix, node.get("description", ""), node["unit"], tuple(values))
+        description = f"{context}（{own}）" if context and own else context or own
+        out[prefix] = Parameter(prefix, description, node.get("unit", ""), tuple(values), node.get("set_by"))
         return
     for key, child in node.items():
-        if key == "description":
+        if key in ("description", "set_by"):
             continue
-        _walk(child, f"{prefix}.{key}" if prefix else key, out, where)
+        _walk(child, f"{prefix}.{key}" if prefix else key, out, where, own if "." in prefix else "")
+
+
+def overrides_dir() -> Path | None:
+    """Where operators keep values a document leaves to them: `LTC_RULES_OVERRIDES`, else `$LTC_HOME/overrides`."""
+    given = os.environ.get(OVERRIDES_ENV)
+    if given:
+        return Path(given)
+    home = os.environ.get("LTC_HOME")
+    return Path(home) / "overrides" if home else Path.cwd() / ".ltc" / "overrides"
+
+
+def load_pack(pack_id: str) -> Pack:
+    """The pack with any operator overrides from `overrides_dir()/<pack_id>.yaml` applied."""
+    folder = overrides_dir()
+    override = folder / f"{pack_id}.yaml" if folder else None
+    return _load_pack(pack_id, str(override) if override and override.exists() else None)
+
+
+def _apply_override(params: dict[str, Parameter], path: Path) -> None:
+    """An override file maps parameter names to dated values, as in a pack; its entries win on their dates."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for name, node in data.items():
+        found: dict[str, Parameter] = {}
+        _walk(node, name, found, path)
+        new = found[name]
+        if name in params:
+            old = params[name]
+            dates = {v.start for v in new.values}
+            merged = tuple(
+                sorted([v for v in old.values if v.start not in dates] + list(new.values), key=lambda v: v.start)
+            )
+            params[name] = Parameter(name, old.description, old.unit, merged, old.set_by)
+        else:
+            raise RulesError(f"{path}: pack has no parameter {name} to override")
 
 
 @functools.cache
-def load_pack(pack_id: str) -> Pack:
+def _load_pack(pack_id: str, override: str | None) -> Pack:
     folder = PACKS_DIR / pack_id
     meta_file = folder / "pack.yaml"
     if not meta_file.exists():
@@ -179,6 +240,8 @@ def load_pack(pack_id: str) -> Pack:
     params: dict[str, Parameter] = {}
     for f in sorted((folder / "parameters").glob("*.yaml")):
         _walk(yaml.safe_load(f.read_text(encoding="utf-8")), f.stem, params, f)
+    if override:
+        _apply_override(params, Path(override))
     return Pack(
         id=pack_id,
         name=meta["name"],
@@ -187,6 +250,7 @@ def load_pack(pack_id: str) -> Pack:
         valid_to=_as_date(meta["valid_to"]) if meta.get("valid_to") else None,
         draft=bool(meta.get("draft", False)),
         parameters=params,
+        overrides=(override,) if override else (),
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -53,6 +54,11 @@ class Person(Base):
     birth_date: Mapped[dt.date | None] = mapped_column(Date)
     death_date: Mapped[dt.date | None] = mapped_column(Date)
     work_injury_care_allowance: Mapped[bool] = mapped_column(default=False)
+    student: Mapped[bool] = mapped_column(default=False, server_default=false())
+    medical_premium_fully_subsidised: Mapped[bool] = mapped_column(default=False, server_default=false())
+    retired_cadre: Mapped[bool] = mapped_column(default=False, server_default=false())
+    disabled_veteran_grade: Mapped[int | None] = mapped_column(Integer)
+    village: Mapped[str | None] = mapped_column(String(64))
     notify_url: Mapped[str | None] = mapped_column(String(512))
     language: Mapped[str] = mapped_column(String(8), default="zh_CN")
 
@@ -68,6 +74,19 @@ class Contribution(Base):
     due_fen: Mapped[int] = mapped_column(BigInteger)
     paid_fen: Mapped[int] = mapped_column(BigInteger)
     paid_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class ContributionDue(Base):
+    """What a pack's rules say is due for a person and period, one row per payer."""
+
+    __tablename__ = "contribution_due"
+    __table_args__ = (UniqueConstraint("person_id", "period", "payer"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("person.person_id"), index=True)
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    payer: Mapped[str] = mapped_column(String(24))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
 
 
 class Provider(Base):
@@ -142,6 +161,7 @@ class EligibilityDecision(Base):
     start_date: Mapped[dt.date | None] = mapped_column(Date)
     end_date: Mapped[dt.date | None] = mapped_column(Date)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
+    policy_draft: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class CareDay(Base):
@@ -168,6 +188,7 @@ class HospitalStay(Base):
     person_id: Mapped[str] = mapped_column(String(32), index=True)
     admitted_on: Mapped[dt.date] = mapped_column(Date)
     discharged_on: Mapped[dt.date | None] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(24), default="inpatient", server_default="inpatient")
 
 
 class ClaimLine(Base):
@@ -186,7 +207,11 @@ class ClaimLine(Base):
     days_paid: Mapped[int] = mapped_column(Integer)
     days_excluded: Mapped[int] = mapped_column(Integer)
     submitted_fen: Mapped[int] = mapped_column(BigInteger)
+    gross_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     payable_fen: Mapped[int] = mapped_column(BigInteger)
+    personal_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    over_cap_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    policy_draft: Mapped[bool] = mapped_column(default=False, server_default=false())
     exclusions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     rules: Mapped[list[Any]] = mapped_column(default=list)
 

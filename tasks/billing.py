@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from ltc.formatting import yuan
-from rules.engine import Pack, load_pack, period_bounds, reasons
+from rules.engine import Pack, RulesError, load_pack, period_bounds, reasons
 from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
@@ -23,20 +23,27 @@ from tasks import records
 from tasks.notices import notify
 from tasks.schemas import Claims
 
-MODE_NAMES = {"institutional": "机构护理", "home": "居家护理"}
+DEFAULT_CAP_REASON = {"zh": "超过支付限额的部分不予支付。", "clause": "（支付限额）"}
+UNIT_NAMES = {"yuan/day": "元/天", "yuan/month": "元/月", "yuan/year": "元/年", "yuan": "元"}
 
 
 def rate_lines(pack: Pack, grade: int | None, on: dt.date | None) -> list[str]:
-    """What a decision notice says the person will be paid, from the pack's parameters on the start date."""
+    """What a decision notice says the person will be paid: the pack's money parameters for billing that apply
+    to the grade (or to every grade), with their descriptions, as in force on the start date."""
     if grade is None or on is None:
         return []
     out = []
-    for mode, pname, unit in (
-        ("institutional", f"billing.institutional_daily_rate.grade_{grade}", "元/天"),
-        ("home", f"billing.home_monthly_quota.grade_{grade}", "元/月 (按项目付费，每月定额)"),
-    ):
-        if pname in pack.parameters:
-            out.append(f"{MODE_NAMES[mode]} {yuan(pack.param(pname).fen(on))} {unit}")
+    for name, p in sorted(pack.parameters.items()):
+        last = name.rsplit(".", 1)[-1]
+        if not name.startswith("billing.") or p.unit not in UNIT_NAMES:
+            continue
+        if last.startswith("grade_") and last != f"grade_{grade}":
+            continue
+        try:
+            amount = p.fen(on)
+        except RulesError:
+            continue
+        out.append(f"{p.description or name} {yuan(amount)} {UNIT_NAMES[p.unit]}")
     return out
 
 
@@ -50,6 +57,8 @@ def billing_inputs(jurisdiction: str, period: str) -> dict[str, pl.DataFrame]:
             "persons": records.persons(s, jurisdiction),
             "stays": records.hospital_stays(s, jurisdiction, period),
             "providers": records.providers(s, jurisdiction),
+            "contributions": records.contributions(s, jurisdiction),
+            "ytd": records.year_to_date(s, jurisdiction, period),
         }
 
 
@@ -60,15 +69,7 @@ def compute_claims(inputs: dict[str, pl.DataFrame], jurisdiction: str, period: s
     pack = load_pack(jurisdiction)
     first, _ = period_bounds(period)
     bill = resolve(pack, "bill", first)
-    out: pl.DataFrame = bill(
-        inputs["care"],
-        inputs["entitlements"],
-        inputs["persons"],
-        inputs["stays"],
-        inputs["providers"],
-        pack,
-        period,
-    )
+    out: pl.DataFrame = bill(inputs, pack, period)
     return DataFrame[Claims](out)
 
 
@@ -101,8 +102,6 @@ def write_claims(claims: pl.DataFrame, jurisdiction: str, period: str) -> int:
             if (c["person_id"], c["provider_id"], c["care_mode"]) in paid:
                 continue
             exclusions = {e["reason"]: e["days"] for e in c["exclusions"]}
-            if c["over_quota_fen"]:
-                exclusions["OVER_MONTHLY_QUOTA_FEN"] = c["over_quota_fen"]
             rows.append(
                 {
                     "person_id": c["person_id"],
@@ -115,7 +114,11 @@ def write_claims(claims: pl.DataFrame, jurisdiction: str, period: str) -> int:
                     "days_paid": c["days_paid"],
                     "days_excluded": c["days_excluded"],
                     "submitted_fen": c["submitted_fen"],
+                    "gross_fen": c["gross_fen"],
                     "payable_fen": c["payable_fen"],
+                    "personal_fen": c["personal_fen"],
+                    "over_cap_fen": c["over_cap_fen"],
+                    "policy_draft": pack.draft,
                     "exclusions": exclusions,
                     "rules": _cites(pack, c["rule_params"], period),
                 }
@@ -145,14 +148,10 @@ def _enqueue_statements(
                 }
                 for e in c["exclusions"]
             ]
-            if c["over_quota_fen"]:
-                q = catalogue["OVER_MONTHLY_QUOTA"]
+            if c["over_cap_fen"]:
+                q = catalogue[c["cap_reason"]] if c.get("cap_reason") in catalogue else DEFAULT_CAP_REASON
                 excl.append(
-                    {
-                        "text": f"{q['zh']}（超出 {yuan(c['over_quota_fen'])} 元）",
-                        "clause": q["clause"],
-                        "days": 0,
-                    }
+                    {"text": f"{q['zh']}（超出 {yuan(c['over_cap_fen'])} 元）", "clause": q["clause"], "days": 0}
                 )
             lines.append(
                 {

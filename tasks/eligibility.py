@@ -23,16 +23,21 @@ from tasks.schemas import Decisions
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def load_assessed(jurisdiction: str) -> pl.DataFrame:
+def load_assessed(jurisdiction: str) -> dict[str, pl.DataFrame]:
     with session_scope() as s:
-        return records.assessed_applications(s, jurisdiction)
+        return {
+            "apps": records.assessed_applications(s, jurisdiction),
+            "contributions": records.contributions(s, jurisdiction),
+        }
 
 
 @task(cache_policy=NO_CACHE)
 @pa.check_types
-def decide(apps: pl.DataFrame, jurisdiction: str, as_of: dt.date) -> DataFrame[Decisions]:
+def decide(inputs: dict[str, pl.DataFrame], jurisdiction: str, as_of: dt.date) -> DataFrame[Decisions]:
+    """The pack's eligibility formula in force on the as-of date; its parameters are resolved on each
+    application's own date."""
     pack = load_pack(jurisdiction)
-    if apps.is_empty():
+    if inputs["apps"].is_empty():
         return DataFrame[Decisions](
             pl.DataFrame(
                 schema={
@@ -46,7 +51,7 @@ def decide(apps: pl.DataFrame, jurisdiction: str, as_of: dt.date) -> DataFrame[D
                 }
             )
         )
-    out: pl.DataFrame = resolve(pack, "eligibility", as_of)(apps, pack)
+    out: pl.DataFrame = resolve(pack, "eligibility", as_of)(inputs, pack)
     return DataFrame[Decisions](out)
 
 
@@ -77,6 +82,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                         "start_date": d["start_date"],
                         "end_date": d["end_date"],
                         "reasons": why,
+                        "policy_draft": pack.draft,
                     }
                 ],
                 ["application_id"],

@@ -19,71 +19,43 @@ def frame(session: Session, stmt: Executable, schema: dict[str, Any]) -> pl.Data
     return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
 
 
-PERSON_SCHEMA = {
-    "person_id": pl.Utf8,
-    "name": pl.Utf8,
-    "id_number": pl.Utf8,
-    "insurance_type": pl.Utf8,
-    "contribution_base_fen": pl.Int64,
-    "work_injury_care_allowance": pl.Boolean,
-    "death_date": pl.Date,
-    "notify_url": pl.Utf8,
-    "language": pl.Utf8,
-}
+def _select(model: type[m.Base], name: str) -> Any:
+    """SELECT the columns of a formula input frame (rules.inputs.SCHEMAS[name]) from the model that holds them."""
+    return select(*(getattr(model, c) for c in SCHEMAS[name]))
 
 
 def persons(session: Session, jurisdiction: str) -> pl.DataFrame:
-    stmt = select(
-        m.Person.person_id,
-        m.Person.name,
-        m.Person.id_number,
-        m.Person.insurance_type,
-        m.Person.contribution_base_fen,
-        m.Person.work_injury_care_allowance,
-        m.Person.death_date,
-        m.Person.notify_url,
-        m.Person.language,
-    ).where(m.Person.jurisdiction == jurisdiction)
-    return frame(session, stmt, PERSON_SCHEMA)
+    return frame(session, _select(m.Person, "persons").where(m.Person.jurisdiction == jurisdiction), SCHEMAS["persons"])
 
 
 def providers(session: Session, jurisdiction: str) -> pl.DataFrame:
-    stmt = select(
-        m.Provider.provider_id,
-        m.Provider.name,
-        m.Provider.status,
-        m.Provider.contract_start,
-        m.Provider.contract_end,
-        m.Provider.bank_account,
-        m.Provider.notify_url,
-        m.Provider.language,
-    ).where(m.Provider.jurisdiction == jurisdiction)
-    return frame(
-        session,
-        stmt,
-        {
-            "provider_id": pl.Utf8,
-            "name": pl.Utf8,
-            "status": pl.Utf8,
-            "contract_start": pl.Date,
-            "contract_end": pl.Date,
-            "bank_account": pl.Utf8,
-            "notify_url": pl.Utf8,
-            "language": pl.Utf8,
-        },
+    stmt = _select(m.Provider, "providers").where(m.Provider.jurisdiction == jurisdiction)
+    return frame(session, stmt, SCHEMAS["providers"])
+
+
+def contributions(session: Session, jurisdiction: str) -> pl.DataFrame:
+    stmt = (
+        _select(m.Contribution, "contributions")
+        .join(m.Person, m.Person.person_id == m.Contribution.person_id)
+        .where(m.Person.jurisdiction == jurisdiction)
     )
+    return frame(session, stmt, SCHEMAS["contributions"])
+
+
+def year_to_date(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
+    """What the fund has already been billed for each person and care mode earlier in the period's year."""
+    cl = m.ClaimLine
+    stmt = (
+        select(cl.person_id, cl.care_mode, func.sum(cl.payable_fen))
+        .where(cl.jurisdiction == jurisdiction, cl.period >= period[:4] + "-01", cl.period < period)
+        .group_by(cl.person_id, cl.care_mode)
+    )
+    return frame(session, stmt, SCHEMAS["ytd"])
 
 
 def care_days(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
     stmt = (
-        select(
-            m.CareDay.person_id,
-            m.CareDay.provider_id,
-            m.CareDay.care_date,
-            m.CareDay.care_mode,
-            m.CareDay.item_code,
-            m.CareDay.amount_fen,
-        )
+        _select(m.CareDay, "care")
         .join(m.Person, m.Person.person_id == m.CareDay.person_id)
         .where(m.CareDay.period == period, m.Person.jurisdiction == jurisdiction)
     )
@@ -91,19 +63,16 @@ def care_days(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
 
 
 def entitlements(session: Session, jurisdiction: str) -> pl.DataFrame:
-    stmt = select(
-        m.EligibilityDecision.person_id,
-        m.EligibilityDecision.grade,
-        m.EligibilityDecision.start_date,
-        m.EligibilityDecision.end_date,
-    ).where(m.EligibilityDecision.jurisdiction == jurisdiction, m.EligibilityDecision.approved.is_(True))
+    stmt = _select(m.EligibilityDecision, "entitlements").where(
+        m.EligibilityDecision.jurisdiction == jurisdiction, m.EligibilityDecision.approved.is_(True)
+    )
     return frame(session, stmt, SCHEMAS["entitlements"])
 
 
 def hospital_stays(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
     first, last = period_bounds(period)
     stmt = (
-        select(m.HospitalStay.person_id, m.HospitalStay.admitted_on, m.HospitalStay.discharged_on)
+        _select(m.HospitalStay, "stays")
         .join(m.Person, m.Person.person_id == m.HospitalStay.person_id)
         .where(
             m.Person.jurisdiction == jurisdiction,
@@ -140,9 +109,14 @@ def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
             m.Application.person_id,
             m.Application.received_on,
             m.Application.disabled_since,
+            m.Application.care_mode,
             m.Assessment.grade,
             m.Assessment.published_on,
             m.Person.insurance_type,
+            m.Person.birth_date,
+            m.Person.student,
+            m.Person.retired_cadre,
+            m.Person.disabled_veteran_grade,
             m.Person.work_injury_care_allowance,
             m.Person.death_date,
             full_months.label("full_contribution_months"),

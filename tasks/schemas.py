@@ -15,13 +15,12 @@ import pandera.polars as pa
 import polars as pl
 
 from rules.engine import pack_ids
+from rules.inputs import CARE_MODES, INSURANCE_TYPES, PAYERS, PROVIDER_KINDS, STAY_KINDS
 
-CARE_MODES = ["institutional", "home"]
-INSURANCE_TYPES = ["employee", "retiree", "flexible", "unemployed", "resident"]
-PROVIDER_KINDS = ["institution", "home_care", "mixed"]
 PROVIDER_STATUSES = ["active", "suspended", "terminated"]
 ID_NUMBER = r"^\d{17}[\dX]$"
 PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
+PERIOD_OR_YEAR = r"^\d{4}(-(0[1-9]|1[0-2]))?$"
 
 
 class Inbound(pa.DataFrameModel):
@@ -43,13 +42,18 @@ class Persons(Inbound):
     birth_date: dt.date = pa.Field(nullable=True, description="YYYY-MM-DD")
     death_date: dt.date = pa.Field(nullable=True, description="YYYY-MM-DD, empty if alive")
     work_injury_care_allowance: bool = pa.Field(description="receives a work-injury care allowance")
+    student: bool = pa.Field(description="a student (Beijing: not covered)")
+    medical_premium_fully_subsidised: bool = pa.Field(description="resident whose medical premium is fully subsidised")
+    retired_cadre: bool = pa.Field(description="离休干部")
+    disabled_veteran_grade: int = pa.Field(nullable=True, ge=1, le=10, description="残疾军人 grade 1-10, if any")
+    village: str = pa.Field(nullable=True, description="村/社区 through which a resident pays")
     notify_url: str = pa.Field(nullable=True, description="apprise URL for notices")
     language: str = pa.Field(isin=["zh_CN", "en"], description="notice language")
 
 
 class Contributions(Inbound):
     person_id: str = pa.Field(str_length={"min_value": 1})
-    period: str = pa.Field(str_matches=PERIOD, description="YYYY-MM")
+    period: str = pa.Field(str_matches=PERIOD_OR_YEAR, description="YYYY-MM, or YYYY for a yearly contribution")
     due_fen: int = pa.Field(ge=0, description="amount due, yuan")
     paid_fen: int = pa.Field(ge=0, description="amount paid, yuan")
     paid_on: dt.date = pa.Field(nullable=True, description="YYYY-MM-DD")
@@ -125,6 +129,7 @@ class HospitalStays(Inbound):
     person_id: str = pa.Field(str_length={"min_value": 1})
     admitted_on: dt.date = pa.Field()
     discharged_on: dt.date = pa.Field(nullable=True, description="empty while still in hospital")
+    kind: str = pa.Field(isin=STAY_KINDS, description="inpatient (住院) or emergency_observation (急诊留观)")
 
     @pa.dataframe_check(error="discharged_on is before admitted_on")
     def discharge_after_admission(cls, data: Any) -> pl.LazyFrame:
@@ -175,6 +180,11 @@ INBOUND: dict[str, InboundKind] = {
                 _c("birth_date", "date", False),
                 _c("death_date", "date", False),
                 _c("work_injury_care_allowance", "bool", False, False),
+                _c("student", "bool", False, False),
+                _c("medical_premium_fully_subsidised", "bool", False, False),
+                _c("retired_cadre", "bool", False, False),
+                _c("disabled_veteran_grade", "int", False),
+                _c("village", required=False),
                 _c("notify_url", required=False),
                 _c("language", required=False, default="zh_CN"),
             ),
@@ -275,7 +285,12 @@ INBOUND: dict[str, InboundKind] = {
         InboundKind(
             "hospital_stays",
             HospitalStays,
-            (_c("person_id"), _c("admitted_on", "date"), _c("discharged_on", "date", False)),
+            (
+                _c("person_id"),
+                _c("admitted_on", "date"),
+                _c("discharged_on", "date", False),
+                _c("kind", required=False, default="inpatient"),
+            ),
             ("person_id", "admitted_on"),
             (("person_id", "person"),),
             "Hospital admissions and discharges.",
@@ -288,7 +303,7 @@ INBOUND: dict[str, InboundKind] = {
 
 
 class Claims(pa.DataFrameModel):
-    """Claim lines produced by billing: one per person, provider, period and care mode."""
+    """Claim lines produced by billing: one per person, provider, period and care mode (rules.inputs.OUTPUT_CLAIMS)."""
 
     person_id: str
     provider_id: str
@@ -299,8 +314,10 @@ class Claims(pa.DataFrameModel):
     days_paid: int = pa.Field(ge=0)
     days_excluded: int = pa.Field(ge=0)
     submitted_fen: int = pa.Field(ge=0)
+    gross_fen: int = pa.Field(ge=0)
     payable_fen: int = pa.Field(ge=0)
-    over_quota_fen: int = pa.Field(ge=0)
+    personal_fen: int = pa.Field(ge=0)
+    over_cap_fen: int = pa.Field(ge=0)
 
     class Config:
         strict = False
@@ -308,6 +325,26 @@ class Claims(pa.DataFrameModel):
     @pa.dataframe_check(error="days_paid + days_excluded != days_submitted")
     def days_add_up(cls, data: Any) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("days_paid") + pl.col("days_excluded") == pl.col("days_submitted"))
+
+    @pa.dataframe_check(error="payable_fen + personal_fen != gross_fen")
+    def shares_add_up(cls, data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("payable_fen") + pl.col("personal_fen") == pl.col("gross_fen"))
+
+    @pa.dataframe_check(error="over_cap_fen > personal_fen")
+    def over_cap_is_personal(cls, data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("over_cap_fen") <= pl.col("personal_fen"))
+
+
+class ContributionDues(pa.DataFrameModel):
+    """What a pack's rules say is due: one row per person, period and payer."""
+
+    person_id: str
+    period: str = pa.Field(str_matches=PERIOD_OR_YEAR)
+    payer: str = pa.Field(isin=PAYERS)
+    amount_fen: int = pa.Field(gt=0)
+
+    class Config:
+        strict = True
 
 
 class Decisions(pa.DataFrameModel):

@@ -1,0 +1,200 @@
+"""Building blocks the packs' formulas share: money arithmetic, the status of each care day, claim lines.
+
+Nothing here is policy: every number and every choice a document makes comes in as an argument, from the
+pack's parameters.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from rules.inputs import OUTPUT_CLAIMS, PAYERS
+
+EXCLUSION = pl.List(pl.Struct({"reason": pl.Utf8, "days": pl.Int64}))
+
+
+def ratio(value: Any) -> tuple[int, int]:
+    """A parameter's decimal value as an exact fraction (0.0015 -> (3, 2000))."""
+    return Decimal(str(value)).as_integer_ratio()
+
+
+def times_half_up(amount: pl.Expr, value: Any) -> pl.Expr:
+    """amount x value, rounded half-up to the fen once (amount >= 0, integer fen)."""
+    num, den = ratio(value)
+    return (amount * (2 * num) + den) // (2 * den)
+
+
+def times_ratio_column_half_up(amount: pl.Expr, num: pl.Expr, den: int) -> pl.Expr:
+    """amount x num / den, rounded half-up, where num varies by row (e.g. percentage points x 100)."""
+    return (amount * num * 2 + den) // (2 * den)
+
+
+def dues_long(wide: pl.DataFrame, period: str) -> pl.DataFrame:
+    """From one row per person with an Int64 column per payer (names from `PAYERS`) to the contract's long
+    form: person_id, period, payer, amount_fen, keeping amounts above zero."""
+    payers = [p for p in PAYERS if p in wide.columns]
+    if not payers:
+        return pl.DataFrame(schema={"person_id": pl.Utf8, "period": pl.Utf8, "payer": pl.Utf8, "amount_fen": pl.Int64})
+    return (
+        wide.select("person_id", *payers)
+        .unpivot(index="person_id", on=payers, variable_name="payer", value_name="amount_fen")
+        .with_columns(pl.col("amount_fen").cast(pl.Int64), period=pl.lit(period))
+        .filter(pl.col("amount_fen") > 0)
+        .select("person_id", "period", "payer", "amount_fen")
+        .sort("person_id", "payer")
+    )
+
+
+def care_day_status(
+    inputs: dict[str, pl.DataFrame],
+    *,
+    stay_kinds: list[str],
+    stay_first_day_paid: bool,
+    stay_last_day_paid: bool,
+) -> pl.DataFrame:
+    """One row per person, provider, mode and care day, with the entitlement in force that day and the
+    reason it is not paid (null if paid), in this order: NOT_DESIGNATED_PROVIDER, AFTER_DEATH, NOT_ELIGIBLE,
+    IN_HOSPITAL. Columns: person_id, provider_id, care_mode, care_date, submitted_fen, items, provider_kind,
+    grade, start_date, end_date, death_date, reason.
+
+    A hospital day is one inside a stay of one of `stay_kinds`; whether the admission and discharge days
+    themselves are paid is the pack's to say.
+    """
+    care, providers = inputs["care"], inputs["providers"]
+    days = care.group_by("person_id", "provider_id", "care_mode", "care_date").agg(
+        submitted_fen=pl.col("amount_fen").sum().cast(pl.Int64), items=pl.len().cast(pl.Int64)
+    )
+    days = days.join(
+        providers.select(
+            "provider_id", pl.col("kind").alias("provider_kind"), "status", "contract_start", "contract_end"
+        ),
+        on="provider_id",
+        how="left",
+    ).with_columns(
+        designated=(pl.col("status") == "active")
+        & (pl.col("contract_start") <= pl.col("care_date"))
+        & (pl.col("contract_end").is_null() | (pl.col("care_date") <= pl.col("contract_end")))
+    )
+    days = days.sort("care_date").join_asof(
+        inputs["entitlements"].select("person_id", "grade", "start_date", "end_date").sort("start_date"),
+        left_on="care_date",
+        right_on="start_date",
+        by="person_id",
+        strategy="backward",
+        check_sortedness=False,
+    )
+    days = days.join(inputs["persons"].select("person_id", "death_date"), on="person_id", how="left")
+    after_admission = (
+        pl.col("care_date") > pl.col("admitted_on")
+        if stay_first_day_paid
+        else pl.col("care_date") >= pl.col("admitted_on")
+    )
+    before_discharge = (
+        pl.col("care_date") < pl.col("discharged_on")
+        if stay_last_day_paid
+        else pl.col("care_date") <= pl.col("discharged_on")
+    )
+    in_hospital = (
+        days.select("person_id", "care_date")
+        .unique()
+        .join(
+            inputs["stays"]
+            .filter(pl.col("kind").is_in(stay_kinds))
+            .select("person_id", "admitted_on", "discharged_on"),
+            on="person_id",
+        )
+        .filter(after_admission & (pl.col("discharged_on").is_null() | before_discharge))
+        .select("person_id", "care_date")
+        .unique()
+        .with_columns(in_hospital=pl.lit(True))
+    )
+    days = days.join(in_hospital, on=["person_id", "care_date"], how="left")
+    entitled = pl.col("start_date").is_not_null() & (
+        pl.col("end_date").is_null() | (pl.col("care_date") <= pl.col("end_date"))
+    )
+    reason = (
+        pl.when(~pl.col("designated").fill_null(False))
+        .then(pl.lit("NOT_DESIGNATED_PROVIDER"))
+        .when(pl.col("death_date").is_not_null() & (pl.col("care_date") > pl.col("death_date")))
+        .then(pl.lit("AFTER_DEATH"))
+        .when(~entitled)
+        .then(pl.lit("NOT_ELIGIBLE"))
+        .when(pl.col("in_hospital").fill_null(False))
+        .then(pl.lit("IN_HOSPITAL"))
+        .otherwise(pl.lit(None, dtype=pl.Utf8))
+    )
+    return days.with_columns(reason=reason).drop(
+        "status", "designated", "in_hospital", "contract_start", "contract_end"
+    )
+
+
+def join_dated(days: pl.DataFrame, series: pl.DataFrame, key: pl.Expr) -> pl.DataFrame:
+    """Attach a parameter series (`Pack.series`: key, effective_from, value column) to each day by key, as in
+    force on the care date."""
+    return (
+        days.with_columns(key=key)
+        .sort("care_date")
+        .join_asof(series, left_on="care_date", right_on="effective_from", by="key", check_sortedness=False)
+        .drop("key", "effective_from")
+    )
+
+
+LINE_KEYS = ["person_id", "provider_id", "care_mode"]
+
+
+def claim_lines(days: pl.DataFrame) -> pl.DataFrame:
+    """Claim lines from day rows that carry `reason` and `day_gross_fen` (0 on days not paid): one per person,
+    provider and mode, with days, submitted and gross amounts, grade and the excluded days by reason."""
+    paid = pl.col("reason").is_null()
+    exclusions = (
+        days.filter(~paid)
+        .group_by(*LINE_KEYS, "reason")
+        .agg(days=pl.len().cast(pl.Int64))
+        .sort("reason")
+        .group_by(LINE_KEYS)
+        .agg(exclusions=pl.struct("reason", "days"))
+    )
+    return (
+        days.sort("care_date")
+        .group_by(LINE_KEYS)
+        .agg(
+            grade=pl.col("grade").drop_nulls().last(),
+            days_submitted=pl.len().cast(pl.Int64),
+            days_paid=paid.sum().cast(pl.Int64),
+            submitted_fen=pl.col("submitted_fen").sum().cast(pl.Int64),
+            gross_fen=pl.when(paid).then(pl.col("day_gross_fen")).otherwise(0).sum().cast(pl.Int64),
+        )
+        .join(exclusions, on=LINE_KEYS, how="left")
+        .with_columns(pl.col("exclusions").fill_null(pl.lit([], dtype=EXCLUSION)))
+    )
+
+
+def cap_in_order(lines: pl.DataFrame, amount: str, cap: str, over: list[str], out: str) -> pl.DataFrame:
+    """Fill a cap shared by several lines (e.g. one quota per person across providers) in provider order:
+    `out` is each line's part of `amount` that fits under `cap` for its group `over` (filled in provider, then
+    care mode order)."""
+    before = pl.col(amount)
+    cum = before.cum_sum().over(over, order_by=["provider_id", "care_mode"])
+    fitted = (pl.min_horizontal(cum, pl.col(cap).fill_null(0)) - (cum - before)).clip(0)
+    return lines.with_columns(fitted.cast(pl.Int64).alias(out))
+
+
+def finish(lines: pl.DataFrame, period: str) -> pl.DataFrame:
+    """The contract's output: lines carrying gross_fen, payable_fen and rule_params; personal_fen and days
+    excluded derived, over_cap_fen 0 and cap_reason null unless given."""
+    if "over_cap_fen" not in lines.columns:
+        lines = lines.with_columns(over_cap_fen=pl.lit(0, dtype=pl.Int64))
+    if "cap_reason" not in lines.columns:
+        lines = lines.with_columns(cap_reason=pl.lit(None, dtype=pl.Utf8))
+    return (
+        lines.with_columns(
+            period=pl.lit(period),
+            days_excluded=pl.col("days_submitted") - pl.col("days_paid"),
+            personal_fen=pl.col("gross_fen") - pl.col("payable_fen"),
+        )
+        .select([pl.col(c).cast(t) for c, t in OUTPUT_CLAIMS.items()])
+        .sort("person_id", "provider_id", "care_mode")
+    )

@@ -1,0 +1,46 @@
+"""Contribution dues: what each insured person's period costs, split by who pays, by the pack's rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandera.polars as pa
+import polars as pl
+from pandera.typing.polars import DataFrame
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from rules.engine import load_pack
+from rules.formulas import resolve
+from storage import models as m
+from storage.db import session_scope, upsert
+from tasks import records
+from tasks.schemas import ContributionDues
+
+
+def period_start(period: str) -> dt.date:
+    """First day of a `YYYY-MM` month or a `YYYY` year."""
+    return dt.date.fromisoformat(f"{period}-01" if len(period) == 7 else f"{period}-01-01")
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def insured_persons(jurisdiction: str) -> pl.DataFrame:
+    with session_scope() as s:
+        return records.persons(s, jurisdiction)
+
+
+@task(cache_policy=NO_CACHE)
+@pa.check_types
+def compute_dues(persons: pl.DataFrame, jurisdiction: str, period: str) -> DataFrame[ContributionDues]:
+    pack = load_pack(jurisdiction)
+    out: pl.DataFrame = resolve(pack, "contributions_due", period_start(period))(persons, pack, period)
+    return DataFrame[ContributionDues](out)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def write_dues(dues: pl.DataFrame, jurisdiction: str) -> int:
+    """Upsert the dues: a rerun for the same period rewrites the same rows."""
+    rows = dues.with_columns(jurisdiction=pl.lit(jurisdiction)).to_dicts()
+    with session_scope() as s:
+        upsert(s, m.ContributionDue, rows, ["person_id", "period", "payer"])
+    return len(rows)
