@@ -171,6 +171,23 @@ def export(
         console.print(f"{len(rows)} rows written to {out}")
 
 
+@app.command("explain")
+def explain_cmd(
+    person: Annotated[str, typer.Argument(help="person id")],
+    period: Annotated[str | None, typer.Option(help="only this billing month, YYYY-MM")] = None,
+) -> None:
+    """Print how a person's decisions and claims follow from the policy's clauses."""
+    from ltc.explain import explain
+    from storage.db import upgrade
+
+    upgrade()
+    try:
+        typer.echo(explain(person, period))
+    except LookupError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def docs() -> None:
     """Regenerate docs/ from the code (inbound formats)."""
@@ -182,16 +199,22 @@ def docs() -> None:
 
 @app.command()
 def demo(
-    period: Annotated[str, typer.Option(help="the month to bill, YYYY-MM")] = "2026-03",
+    period: Annotated[
+        str | None, typer.Option(help="the month to bill, YYYY-MM (default: the pack's demo month)")
+    ] = None,
     jurisdiction: Annotated[str, typer.Option(help="policy pack")] = "nanning",
     seed: Annotated[int, typer.Option(help="seed of the synthetic population")] = 1,
     insured: Annotated[int, typer.Option(help="insured persons")] = 2000,
     applicants: Annotated[int, typer.Option(help="applications")] = 200,
 ) -> None:
     """A full monthly cycle on a synthetic population, through Prefect, ending with a summary."""
-    from ltc.demo import DemoSize
+    from ltc.demo import PROFILES, DemoSize
     from ltc.pipeline import run_demo
 
+    if jurisdiction not in PROFILES:
+        console.print(f"[red]no demo profile for {jurisdiction}[/]; one of {', '.join(PROFILES)}")
+        raise typer.Exit(2)
+    period = period or PROFILES[jurisdiction].period
     summary = run_demo(jurisdiction, period, seed, DemoSize(insured=insured, applicants=applicants), console)
     table = Table(title=f"{summary['pack']} · {period}")
     table.add_column("")

@@ -18,7 +18,7 @@ import polars as pl
 from sqlalchemy import select
 
 from ltc.formatting import yuan
-from rules.engine import load_pack, period_bounds
+from rules.engine import Pack, load_pack, period_bounds, period_start
 from rules.formulas import resolve
 from rules.inputs import SCHEMAS
 from storage import models as m
@@ -26,7 +26,6 @@ from storage.db import session_scope
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗梁韦覃莫蒙"
 GIVEN = ["建国", "秀英", "桂兰", "志强", "丽华", "玉梅", "国华", "淑珍", "德明", "凤英", "少华", "海燕"]
-AREAS = ["青秀区", "兴宁区"]
 ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 ID_CHECK = "10X98765432"
 PERSON_HEADER = [
@@ -40,7 +39,98 @@ PERSON_HEADER = [
     "birth_date",
     "death_date",
     "work_injury_care_allowance",
+    "student",
+    "medical_premium_fully_subsidised",
+    "retired_cadre",
+    "disabled_veteran_grade",
+    "village",
 ]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a synthetic population of a pooling area looks like: places, who is insured, which providers."""
+
+    city: str
+    region_code: str
+    areas: tuple[str, ...]
+    period: str
+    dues: str  # "month", "year", or "both" (monthly for employees, yearly for residents)
+    insurance_types: tuple[str, ...]
+    provider_kinds: tuple[str, ...]
+    care_modes: tuple[str, ...]
+    overrides: str | None = None
+
+
+EMPLOYEES = ("employee", "retiree", "retiree", "flexible", "employee", "unemployed")
+EVERYONE = ("employee", "retiree", "resident", "resident", "flexible", "employee", "resident", "retiree")
+PROFILES = {
+    "nanning": Profile(
+        "南宁市",
+        "450103",
+        ("青秀区", "兴宁区"),
+        "2026-03",
+        "month",
+        EMPLOYEES,
+        ("institution", "home_care"),
+        ("institutional", "institutional", "home"),
+    ),
+    "banan": Profile(
+        "重庆市巴南区",
+        "500113",
+        ("一片区", "二片区", "三片区"),
+        "2026-04",
+        "month",
+        EMPLOYEES,
+        ("institution", "carer_trained", "institution", "carer_untrained", "home_care"),
+        ("institutional", "institutional", "home"),
+    ),
+    "beijing_shijingshan": Profile(
+        "北京市石景山区",
+        "110107",
+        ("八宝山街道", "鲁谷街道"),
+        "2026-03",
+        "year",
+        EVERYONE,
+        ("institution", "community", "home_care"),
+        ("institutional", "community", "home"),
+    ),
+    "jinjiang": Profile(
+        "晋江市",
+        "350582",
+        ("青阳街道", "安海镇"),
+        "2026-02",
+        "year",
+        EVERYONE,
+        ("institution", "community", "home_care"),
+        ("institutional", "community", "home"),
+        overrides="demo-overrides.yaml",
+    ),
+    "jilin": Profile(
+        "吉林省长春市",
+        "220102",
+        ("南关区", "朝阳区"),
+        "2027-03",
+        "both",
+        EVERYONE,
+        ("institution", "community", "home_care"),
+        ("institutional", "community", "home"),
+        overrides="demo-overrides.yaml",
+    ),
+}
+MODE_PROVIDERS = {
+    "institutional": {"institution", "mixed"},
+    "community": {"community", "mixed"},
+    "home": {"home_care", "mixed", "carer_trained", "carer_untrained"},
+}
+PROVIDER_NAMES = {
+    "institution": "护理院",
+    "home_care": "居家护理服务中心",
+    "community": "社区日间照料中心",
+    "mixed": "医养结合服务中心",
+    "carer_trained": "护理员（已培训登记）",
+    "carer_untrained": "护理员",
+}
 
 
 @dataclass(frozen=True)
@@ -88,70 +178,94 @@ def _shift_months(period: str, n: int) -> str:
     return f"{total // 12:04d}-{total % 12 + 1:02d}"
 
 
+def _person(seed: int, i: int, jurisdiction: str, profile: Profile, on: dt.date) -> dict[str, Any]:
+    pid = f"P{i:05d}"
+    r = h(seed, pid)
+    kind = profile.insurance_types[r // 13 % len(profile.insurance_types)]
+    if r % 97 == 0:
+        kind = "resident"
+    young = kind == "resident" and r % 23 == 0
+    birth = (
+        dt.date(on.year - 5 - r % 12, 1 + r // 7 % 12, 1 + r // 11 % 28)
+        if young
+        else dt.date(1930 + r % 40, 1 + r // 7 % 12, 1 + r // 11 % 28)
+    )
+    area = profile.areas[r // 17 % len(profile.areas)]
+    return {
+        "person_id": pid,
+        "name": SURNAMES[r % len(SURNAMES)] + GIVEN[r // 31 % len(GIVEN)],
+        "id_number": id_number(profile.region_code, birth, i % 1000),
+        "jurisdiction": jurisdiction,
+        "area": area,
+        "insurance_type": kind,
+        "contribution_base": yuan(300000 + r // 19 % 900000),
+        "birth_date": birth.isoformat(),
+        "death_date": None,
+        "work_injury_care_allowance": "true" if r % 89 == 0 else "false",
+        "student": "true" if young and r % 2 else "false",
+        "medical_premium_fully_subsidised": "true" if kind == "resident" and r % 19 == 0 else "false",
+        "retired_cadre": "true" if kind == "retiree" and r % 53 == 0 else "false",
+        "disabled_veteran_grade": 1 + r % 6 if r % 71 == 0 else None,
+        "village": f"{area}第{1 + r // 29 % 5}社区" if kind == "resident" else None,
+    }
+
+
+def _persons_frame(persons: list[dict[str, Any]]) -> pl.DataFrame:
+    """The rules' view of the generated persons (rules.inputs.SCHEMAS["persons"])."""
+    rows = [
+        {
+            "person_id": p["person_id"],
+            "insurance_type": p["insurance_type"],
+            "contribution_base_fen": int(p["contribution_base"].replace(".", "")),
+            "birth_date": dt.date.fromisoformat(p["birth_date"]),
+            "death_date": None,
+            "work_injury_care_allowance": p["work_injury_care_allowance"] == "true",
+            "student": p["student"] == "true",
+            "medical_premium_fully_subsidised": p["medical_premium_fully_subsidised"] == "true",
+            "retired_cadre": p["retired_cadre"] == "true",
+            "disabled_veteran_grade": p["disabled_veteran_grade"],
+            "area": p["area"],
+        }
+        for p in persons
+    ]
+    return pl.DataFrame(rows, schema=SCHEMAS["persons"], orient="row")
+
+
+def _contribution_periods(pack: Pack, period: str, dues: str) -> list[str]:
+    """Up to 26 months and/or the years before the period, from the pack's start."""
+    years = [str(y) for y in range(max(pack.valid_from.year, int(period[:4]) - 3), int(period[:4]) + 1)]
+    months = [p for p in _months_before(period, 26) if p >= f"{pack.valid_from:%Y-%m}"]
+    return {"year": years, "month": months, "both": years + months}[dues]
+
+
 def registry_files(folder: Path, jurisdiction: str, period: str, size: DemoSize, seed: int) -> dict[str, Path]:
     """Persons, contributions, providers, agencies and applications, as the bureau's systems would send them."""
     pack = load_pack(jurisdiction)
+    profile = PROFILES[jurisdiction]
     first, _ = period_bounds(period)
-    persons: list[dict[str, Any]] = []
-    for i in range(1, size.insured + 1):
-        pid = f"P{i:05d}"
-        r = h(seed, pid)
-        birth = dt.date(1930 + r % 40, 1 + r // 7 % 12, 1 + r // 11 % 28)
-        kind = ["employee", "retiree", "retiree", "flexible", "employee", "unemployed"][r // 13 % 6]
-        if r % 97 == 0:
-            kind = "resident"
-        persons.append(
-            {
-                "person_id": pid,
-                "name": SURNAMES[r % len(SURNAMES)] + GIVEN[r // 31 % len(GIVEN)],
-                "id_number": id_number("450103", birth, i % 1000),
-                "jurisdiction": jurisdiction,
-                "area": AREAS[r // 17 % len(AREAS)],
-                "insurance_type": kind,
-                "contribution_base": yuan(300000 + r // 19 % 900000),
-                "birth_date": birth.isoformat(),
-                "death_date": None,
-                "work_injury_care_allowance": "true" if r % 89 == 0 else "false",
-            }
-        )
-    files = {
-        "persons": _write(folder / "persons.csv", PERSON_HEADER, persons),
-    }
-    # Contributions: 26 months before the period, due by the pack's own formula; some members have gaps.
-    frame = pl.DataFrame(
-        [
-            {
-                **{c: None for c in SCHEMAS["persons"]},
-                "person_id": p["person_id"],
-                "insurance_type": p["insurance_type"],
-                "contribution_base_fen": int(p["contribution_base"].replace(".", "")),
-                "work_injury_care_allowance": p["work_injury_care_allowance"] == "true",
-                "student": False,
-                "medical_premium_fully_subsidised": False,
-                "retired_cadre": False,
-            }
-            for p in persons
-        ],
-        schema=SCHEMAS["persons"],
-        orient="row",
-    )
+    persons = [_person(seed, i, jurisdiction, profile, first) for i in range(1, size.insured + 1)]
+    files = {"persons": _write(folder / "persons.csv", PERSON_HEADER, persons)}
+    # Contributions before the period, due by the pack's own formula; some members have gaps.
+    frame = _persons_frame(persons)
+    periods = _contribution_periods(pack, period, profile.dues)
     contributions = []
-    start = max(pack.valid_from, first.replace(year=first.year - 3))
-    months = [p for p in _months_before(period, 26) if p >= f"{start:%Y-%m}"]
-    for month in months:
-        long = resolve(pack, "contributions_due", period_bounds(month)[0])(frame, pack, month)
+    for when in periods:
+        long = resolve(pack, "contributions_due", period_start(when, pack))(frame, pack, when)
         due = long.group_by("person_id").agg(due_fen=pl.col("amount_fen").sum()).sort("person_id")
         for row in due.iter_rows(named=True):
             r = h(seed, row["person_id"], "gap")
-            gap_start = months[r % len(months)]
-            missed = r % 5 == 0 and gap_start <= month <= _shift_months(gap_start, 16)
+            same_kind = [p for p in periods if len(p) == len(when)]
+            gap_start = same_kind[r % len(same_kind)]
+            gap_end = str(int(gap_start) + 1) if len(when) == 4 else _shift_months(gap_start, 16)
+            missed = r % 5 == 0 and gap_start <= when <= gap_end
+            paid_on = period_start(when, pack) + dt.timedelta(days=14)
             contributions.append(
                 {
                     "person_id": row["person_id"],
-                    "period": month,
+                    "period": when,
                     "due": yuan(row["due_fen"]),
                     "paid": yuan(0 if missed else row["due_fen"]),
-                    "paid_on": None if missed else f"{month}-15",
+                    "paid_on": None if missed else paid_on.isoformat(),
                 }
             )
     files["contributions"] = _write(
@@ -159,14 +273,14 @@ def registry_files(folder: Path, jurisdiction: str, period: str, size: DemoSize,
     )
     providers: list[dict[str, Any]] = []
     for i in range(1, size.providers + 1):
-        kind = "institution" if i % 2 else "home_care"
+        kind = profile.provider_kinds[(i - 1) % len(profile.provider_kinds)]
         providers.append(
             {
                 "provider_id": f"H{i:03d}",
-                "name": f"南宁市第{i}{'护理院' if kind == 'institution' else '居家护理服务中心'}",
+                "name": f"{profile.city}第{i}{PROVIDER_NAMES[kind]}",
                 "jurisdiction": jurisdiction,
                 "kind": kind,
-                "contract_start": "2024-01-01",
+                "contract_start": pack.valid_from.isoformat(),
                 "contract_end": None,
                 "status": "active",
                 "bank_account": f"62220200{h(seed, 'bank', i) % 10**10:010d}",
@@ -176,22 +290,23 @@ def registry_files(folder: Path, jurisdiction: str, period: str, size: DemoSize,
     agencies = [
         {
             "agency_id": f"AG{i:02d}",
-            "name": f"南宁市失能评估中心第{i}所",
+            "name": f"{profile.city}失能评估中心第{i}所",
             "jurisdiction": jurisdiction,
-            "area": AREAS[(i - 1) % len(AREAS)],
+            "area": profile.areas[(i - 1) % len(profile.areas)],
             "capacity_per_day": 6 + 3 * (i % 2),
         }
-        for i in range(1, size.agencies + 1)
+        for i in range(1, max(size.agencies, len(profile.areas)) + 1)
     ]
     files["agencies"] = _write(folder / "agencies.csv", list(agencies[0]), agencies)
     applications: list[dict[str, Any]] = []
     app_month = _shift_months(period, -2)
     chosen = sorted(persons, key=lambda p: h(seed, p["person_id"], "apply"))[: size.applicants]
+    modes = [mo for mo in profile.care_modes if any(x["kind"] in MODE_PROVIDERS[mo] for x in providers)]
     for n, p in enumerate(sorted(chosen, key=lambda p: p["person_id"]), start=1):
         r = h(seed, p["person_id"], "app")
         received = dt.date.fromisoformat(f"{app_month}-01") + dt.timedelta(days=r % 20)
-        mode = "institutional" if r % 3 else "home"
-        prov = [x for x in providers if (x["kind"] == "institution") == (mode == "institutional")]
+        mode = modes[r % len(modes)]
+        prov = [x for x in providers if x["kind"] in MODE_PROVIDERS[mode]]
         applications.append(
             {
                 "application_id": f"A{n:05d}",
@@ -250,6 +365,7 @@ def month_files(folder: Path, jurisdiction: str, period: str, seed: int) -> dict
         death = days[r // 3 % len(days)] if r % 40 == 0 else None
         if death:
             p = persons[person_id]
+            # A reported death: the register's row for the person, now with a death date.
             deaths.append(
                 {
                     "person_id": p.person_id,
@@ -259,9 +375,7 @@ def month_files(folder: Path, jurisdiction: str, period: str, seed: int) -> dict
                     "area": p.area,
                     "insurance_type": p.insurance_type,
                     "contribution_base": yuan(p.contribution_base_fen),
-                    "birth_date": p.birth_date.isoformat() if p.birth_date else None,
                     "death_date": death.isoformat(),
-                    "work_injury_care_allowance": "true" if p.work_injury_care_allowance else "false",
                 }
             )
         if r % 12 == 1:
@@ -277,7 +391,8 @@ def month_files(folder: Path, jurisdiction: str, period: str, seed: int) -> dict
             # Providers bill every day of care they gave; some keep billing after a death (caught by billing).
             if death and day > death and r % 2:
                 continue
-            if mode == "institutional":
+            if mode == "institutional" or (mode == "community" and day.weekday() < 5):
+                # A bed-day or a day-care day, with its cost (per-diem packs pay their rate instead).
                 care.append(
                     {
                         "person_id": person_id,
@@ -286,10 +401,10 @@ def month_files(folder: Path, jurisdiction: str, period: str, seed: int) -> dict
                         "care_date": day.isoformat(),
                         "care_mode": mode,
                         "item_code": "",
-                        "amount": "0.00",
+                        "amount": yuan(8000 + h(seed, person_id, day, "cost") % 12000),
                     }
                 )
-            elif h(seed, person_id, day) % 5 < 2:
+            elif mode == "home" and h(seed, person_id, day) % 5 < 2:
                 care.append(
                     {
                         "person_id": person_id,
@@ -314,5 +429,5 @@ def month_files(folder: Path, jurisdiction: str, period: str, seed: int) -> dict
     files["hospital_stays"] = _write(
         folder / f"hospital_stays_{period}.csv", ["person_id", "admitted_on", "discharged_on"], stays
     )
-    files["deaths"] = _write(folder / f"deaths_{period}.csv", PERSON_HEADER, deaths)
+    files["deaths"] = _write(folder / f"deaths_{period}.csv", [*PERSON_HEADER[:7], "death_date"], deaths)
     return files

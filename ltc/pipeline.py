@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from typing import Any
 
 from rich.console import Console
@@ -13,10 +14,10 @@ from flows.intake import intake
 from flows.monthly_cycle import monthly_cycle
 from flows.record_assessments import record_assessments
 from flows.schedule_assessments import schedule_assessments
-from ltc.demo import DemoSize, month_files, registry_files, results_file
+from ltc.demo import PROFILES, DemoSize, month_files, registry_files, results_file
 from ltc.formatting import yuan
 from ltc.settings import get_settings
-from rules.engine import load_pack, period_bounds
+from rules.engine import PACKS_DIR, load_pack, overrides_dir, period_bounds
 from storage import models as m
 from storage.db import session_scope, upgrade
 
@@ -30,6 +31,7 @@ def run_demo(
     first, _ = period_bounds(period)
     folder = get_settings().demo_dir / jurisdiction
     upgrade()
+    _install_demo_overrides(jurisdiction)
     with con.status("") as status:
         status.update("writing the synthetic registry")
         files = registry_files(folder, jurisdiction, period, size, seed)
@@ -50,6 +52,19 @@ def run_demo(
         status.update(f"monthly cycle {period}: billing, payment, notices")
         monthly_cycle(jurisdiction, period)
     return summary(jurisdiction, period)
+
+
+def _install_demo_overrides(jurisdiction: str) -> None:
+    """A pack that needs values an operator must supply (Jinjiang's grade rates) gets the demo's labelled,
+    illustrative values, unless the operator's own override file is already in place."""
+    name = PROFILES[jurisdiction].overrides
+    target_dir = overrides_dir()
+    if not name or target_dir is None:
+        return
+    target = target_dir / f"{jurisdiction}.yaml"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PACKS_DIR / jurisdiction / name, target)
 
 
 def summary(jurisdiction: str, period: str) -> dict[str, Any]:
@@ -105,9 +120,15 @@ def summary(jurisdiction: str, period: str) -> dict[str, Any]:
         ("notices pending / failed", f"{notices.get('pending', 0)} / {notices.get('failed', 0)}"),
         ("rows quarantined", quarantined),
     ]
-    notes = [f"policy: {pack.document}" + ("（征求意见稿）" if pack.draft else "")]
+    notes = [f"policy: {pack.status}"]
+    if pack.draft:
+        notes.append("DRAFT POLICY: every decision, claim and notice under this pack is marked as a draft")
     if pack.assumptions():
         notes.append("assumptions (no document fixes these): " + ", ".join(pack.assumptions()))
+    if pack.operator_values():
+        notes.append(
+            f"values supplied by the operator ({', '.join(pack.overrides)}): " + ", ".join(pack.operator_values())
+        )
     notes.append(f"notices: {get_settings().outbox_dir}   bank file: {get_settings().bank_dir}")
     return {
         "pack": pack.name,

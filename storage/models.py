@@ -161,6 +161,7 @@ class EligibilityDecision(Base):
     start_date: Mapped[dt.date | None] = mapped_column(Date)
     end_date: Mapped[dt.date | None] = mapped_column(Date)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
+    rules: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     policy_draft: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 

@@ -35,15 +35,18 @@ def rate_lines(pack: Pack, grade: int | None, on: dt.date | None) -> list[str]:
     out = []
     for name, p in sorted(pack.parameters.items()):
         last = name.rsplit(".", 1)[-1]
-        if not name.startswith("billing.") or p.unit not in UNIT_NAMES:
+        if not name.startswith("billing.") or (p.unit not in UNIT_NAMES and p.unit != "ratio"):
             continue
         if last.startswith("grade_") and last != f"grade_{grade}":
             continue
         try:
-            amount = p.fen(on)
+            if p.unit == "ratio":
+                text = f"{(p.decimal(on) * 100).normalize():f}%"
+            else:
+                text = f"{yuan(p.fen(on))} {UNIT_NAMES[p.unit]}"
         except RulesError:
             continue
-        out.append(f"{p.description or name} {yuan(amount)} {UNIT_NAMES[p.unit]}")
+        out.append(f"{p.description or name} {text}")
     return out
 
 
@@ -161,6 +164,7 @@ def _enqueue_statements(
                     "days_paid": c["days_paid"],
                     "days_excluded": c["days_excluded"],
                     "payable_fen": c["payable_fen"],
+                    "personal_fen": c["personal_fen"],
                     "exclusions": excl,
                 }
             )
@@ -170,6 +174,8 @@ def _enqueue_statements(
             "period": period,
             "lines": lines,
             "total_fen": int(group["payable_fen"].sum()),
+            "document": pack.document,
+            "draft": pack.draft,
         }
         digest = hashlib.sha256(json.dumps(lines, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
         notify(

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pandera.polars as pa
 import polars as pl
 from pandera.typing.polars import DataFrame
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rules.engine import load_pack
+from rules.engine import load_pack, period_start
 from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import records
 from tasks.schemas import ContributionDues
-
-
-def period_start(period: str) -> dt.date:
-    """First day of a `YYYY-MM` month or a `YYYY` year."""
-    return dt.date.fromisoformat(f"{period}-01" if len(period) == 7 else f"{period}-01-01")
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -33,7 +26,7 @@ def insured_persons(jurisdiction: str) -> pl.DataFrame:
 @pa.check_types
 def compute_dues(persons: pl.DataFrame, jurisdiction: str, period: str) -> DataFrame[ContributionDues]:
     pack = load_pack(jurisdiction)
-    out: pl.DataFrame = resolve(pack, "contributions_due", period_start(period))(persons, pack, period)
+    out: pl.DataFrame = resolve(pack, "contributions_due", period_start(period, pack))(persons, pack, period)
     return DataFrame[ContributionDues](out)
 
 

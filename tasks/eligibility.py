@@ -12,7 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
 
-from rules.engine import load_pack, reasons
+from rules.engine import Pack, RulesError, load_pack, reasons
 from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
@@ -34,8 +34,8 @@ def load_assessed(jurisdiction: str) -> dict[str, pl.DataFrame]:
 @task(cache_policy=NO_CACHE)
 @pa.check_types
 def decide(inputs: dict[str, pl.DataFrame], jurisdiction: str, as_of: dt.date) -> DataFrame[Decisions]:
-    """The pack's eligibility formula in force on the as-of date; its parameters are resolved on each
-    application's own date."""
+    """The pack's eligibility formula and parameters in force on each application's own date; `as_of` is the
+    date the decisions are made and recorded."""
     pack = load_pack(jurisdiction)
     if inputs["apps"].is_empty():
         return DataFrame[Decisions](
@@ -51,8 +51,34 @@ def decide(inputs: dict[str, pl.DataFrame], jurisdiction: str, as_of: dt.date) -
                 }
             )
         )
-    out: pl.DataFrame = resolve(pack, "eligibility", as_of)(inputs, pack)
+    # Each application is decided by the formula in force on the day it was received (not the decision day).
+    apps = inputs["apps"].with_columns(
+        _formula=pl.col("received_on").map_elements(
+            lambda d: resolve(pack, "eligibility", d).__qualname__, return_dtype=pl.Utf8
+        )
+    )
+    parts = []
+    for (_,), group in apps.group_by("_formula", maintain_order=True):
+        fn = resolve(pack, "eligibility", group["received_on"].min())  # type: ignore[arg-type]
+        parts.append(fn({**inputs, "apps": group.drop("_formula")}, pack))
+    out = pl.concat(parts).sort("application_id")
     return DataFrame[Decisions](out)
+
+
+NOT_ELIGIBILITY_NODES = {"billing", "contributions", "payment", "fund", "assessment", "assistive_devices"}
+
+
+def eligibility_rules(pack: Pack, on: dt.date) -> list[dict[str, Any]]:
+    """The parameters an eligibility decision rests on, with their values and clauses on the application day."""
+    out = []
+    for name in sorted(pack.parameters):
+        if name.split(".", 1)[0] in NOT_ELIGIBILITY_NODES:
+            continue
+        try:
+            out.append(pack.param(name).cite(on))
+        except RulesError:
+            continue
+    return out
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -82,6 +108,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                         "start_date": d["start_date"],
                         "end_date": d["end_date"],
                         "reasons": why,
+                        "rules": eligibility_rules(pack, app.received_on),
                         "policy_draft": pack.draft,
                     }
                 ],

@@ -6,6 +6,7 @@ file, line, field and reason. Loading the same file twice changes nothing.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,13 +221,16 @@ def quarantine(session: Session, spec: InboundKind, path: Path, raw: pl.DataFram
     upsert(session, m.QuarantinedRow, rows, ["kind", "file_sha256", "row_number", "field"], update=False)
 
 
-def store(session: Session, spec: InboundKind, good: pl.DataFrame) -> None:
+def store(session: Session, spec: InboundKind, good: pl.DataFrame, given: set[str]) -> None:
+    """Upsert the good rows. Only the columns the file has are written: a file without an optional column
+    (a list of deaths, say) leaves what the record holds for it as it was."""
     if good.is_empty():
         return
     if spec.kind == "assessment_results":
         _store_results(session, good)
         return
-    rows = good.drop("line").to_dicts()
+    fields = [c.field for c in spec.columns if c.header in given or c.field in spec.key]
+    rows = good.select(fields).to_dicts()
     upsert(session, TABLES[spec.kind], rows, spec.key)
     if spec.kind == "applications":
         _acknowledge(session, rows)
@@ -282,6 +286,13 @@ def _unscheduled_results(session: Session, parsed: pl.DataFrame) -> pl.DataFrame
     return pl.DataFrame(bad, schema=_no_failures().schema)
 
 
+def _added_headers(spec: InboundKind, path: Path) -> set[str]:
+    """The optional columns the file itself does not have (read_file adds them, empty)."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        header = {h.strip() for h in next(csv.reader(f), [])}
+    return {c.header for c in spec.columns} - header
+
+
 def load_file(kind: str, path: Path) -> IntakeReport:
     """Load one inbound file into the record, in one transaction."""
     if kind not in INBOUND:
@@ -307,7 +318,7 @@ def load_file(kind: str, path: Path) -> IntakeReport:
             )
             failures = pl.concat([failures, dup]).sort("line", "field")
             good = good.filter(~pl.struct(list(spec.key)).is_duplicated())
-        store(session, spec, good)
+        store(session, spec, good, set(raw.columns) - _added_headers(spec, path))
         quarantine(session, spec, path, raw, failures)
     return IntakeReport(
         kind=kind,

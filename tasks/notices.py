@@ -68,8 +68,17 @@ CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
         "assumptions",
         "draft",
     ),
-    "monthly_statement": ("person_name", "id_number", "period", "lines", "total_fen"),
-    "remittance_advice": ("provider_name", "period", "batch_ref", "bank_account", "total_fen", "lines"),
+    "monthly_statement": ("person_name", "id_number", "period", "lines", "total_fen", "document", "draft"),
+    "remittance_advice": (
+        "provider_name",
+        "period",
+        "batch_ref",
+        "bank_account",
+        "total_fen",
+        "lines",
+        "document",
+        "draft",
+    ),
 }
 
 GRADE_NAMES: dict[str, dict[int, str]] = {
@@ -92,8 +101,8 @@ GRADE_NAMES: dict[str, dict[int, str]] = {
 }
 NO_GRADE = {"zh": "未评定", "en": "not assessed"}
 CARE_MODES: dict[str, dict[str, str]] = {
-    "zh": {"institutional": "机构护理", "home": "居家护理"},
-    "en": {"institutional": "institutional care", "home": "home care"},
+    "zh": {"institutional": "机构护理", "community": "社区护理", "home": "居家护理"},
+    "en": {"institutional": "institutional care", "community": "community care", "home": "home care"},
 }
 MONTHS_EN = (
     "January",

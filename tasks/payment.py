@@ -17,14 +17,18 @@ from sqlalchemy.exc import IntegrityError
 
 from ltc.formatting import yuan
 from ltc.settings import get_settings
+from rules.engine import load_pack, period_bounds
 from storage import models as m
 from storage.db import session_scope
 from tasks.notices import notify
 from tasks.records import frame
 
+CARER_KINDS = ("carer_trained", "carer_untrained")
+
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
+    """The period's claim lines with an amount that no batch has paid yet, each with its payee's kind."""
     with session_scope() as s:
         paid = select(m.PaymentLine.claim_line_id)
         cl = m.ClaimLine
@@ -38,8 +42,10 @@ def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
                 cl.care_mode,
                 cl.days_paid,
                 cl.payable_fen,
+                m.Provider.kind,
             )
             .join(m.Person, m.Person.person_id == cl.person_id)
+            .join(m.Provider, m.Provider.provider_id == cl.provider_id)
             .where(
                 cl.period == period,
                 cl.jurisdiction == jurisdiction,
@@ -60,14 +66,26 @@ def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
                 "care_mode": pl.Utf8,
                 "days_paid": pl.Int64,
                 "payable_fen": pl.Int64,
+                "payee_kind": pl.Utf8,
             },
         )
+
+
+@task(cache_policy=NO_CACHE)
+def payable_to(lines: pl.DataFrame, jurisdiction: str, period: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split the lines into those the fund may pay and those it may not: an individual carer is paid only where
+    the pack says the fund settles with individuals (`payment.pays_individual_carers`)."""
+    pack = load_pack(jurisdiction)
+    allowed = bool(pack.param("payment.pays_individual_carers").at(period_bounds(period)[0]))
+    withheld = pl.lit(not allowed) & pl.col("payee_kind").is_in(list(CARER_KINDS))
+    return lines.filter(~withheld), lines.filter(withheld)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: str) -> str | None:
     """One payee's batch for the period, unless it exists already. Returns the new batch's reference."""
     batch_ref = f"{jurisdiction}-{period}-{payee_id}"
+    pack = load_pack(jurisdiction)
     try:
         with session_scope() as s:
             if s.scalar(
@@ -108,6 +126,8 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                     "batch_ref": batch_ref,
                     "bank_account": provider.bank_account,
                     "total_fen": batch.total_fen,
+                    "document": pack.document,
+                    "draft": pack.draft,
                     "lines": [
                         {
                             "person_name": r["person_name"],

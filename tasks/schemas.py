@@ -360,9 +360,11 @@ class Decisions(pa.DataFrameModel):
     class Config:
         strict = False
 
-    @pa.dataframe_check(error="an approved decision needs a start date and no reasons")
+    @pa.dataframe_check(error="an approved decision needs a start date")
     def approved_has_start(cls, data: Any) -> pl.LazyFrame:
-        f = data.lazyframe
-        return f.select(
-            ~pl.col("approved") | (pl.col("start_date").is_not_null() & (pl.col("reason_codes").list.len() == 0))
-        )
+        # An approval may still carry reasons that shape it (a waiting period that defers the start).
+        return data.lazyframe.select(~pl.col("approved") | pl.col("start_date").is_not_null())
+
+    @pa.dataframe_check(error="a refusal needs at least one reason")
+    def refusal_has_reason(cls, data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("approved") | (pl.col("reason_codes").list.len() > 0))

@@ -78,6 +78,7 @@ def contexts() -> dict[str, dict[str, Any]]:
                     "days_paid": 31,
                     "days_excluded": 0,
                     "payable_fen": 204600,
+                    "personal_fen": 0,
                     "exclusions": [],
                 },
                 {
@@ -87,6 +88,7 @@ def contexts() -> dict[str, dict[str, Any]]:
                     "days_paid": 0,
                     "days_excluded": 4,
                     "payable_fen": 0,
+                    "personal_fen": 0,
                     "exclusions": [
                         {
                             "text": "因病住院治疗，自入院次日起至出院当日停止享受长护险待遇。",
@@ -97,6 +99,8 @@ def contexts() -> dict[str, dict[str, Any]]:
                 },
             ],
             "total_fen": 204600,
+            "document": DOCUMENT,
+            "draft": False,
         },
         "remittance_advice": {
             "provider_name": "南宁市颐康护理院",
@@ -113,6 +117,8 @@ def contexts() -> dict[str, dict[str, Any]]:
                     "amount_fen": 204600,
                 }
             ],
+            "document": DOCUMENT,
+            "draft": False,
         },
     }
 
@@ -472,3 +478,22 @@ def test_deliver_by_email(db: Path, smtp: tuple[Inbox, int]) -> None:
     assert isinstance(content, str)
     assert "南府规〔2023〕26号 三(三)1" in content
     assert MASKED_ID in content and ID_NUMBER not in content
+
+
+@pytest.mark.parametrize("kind", ["monthly_statement", "remittance_advice", "eligibility_decision"])
+@pytest.mark.parametrize("language", ["zh_CN", "en"])
+def test_a_notice_under_a_draft_policy_says_so(kind: str, language: str) -> None:
+    context = copy.deepcopy(contexts()[kind])
+    context["draft"] = True
+    _, body = render(kind, language, context)
+    assert ("征求意见稿" in body) and (DOCUMENT in body)
+    context["draft"] = False
+    _, plain = render(kind, language, context)
+    assert "征求意见稿" not in plain.replace(DOCUMENT, "")
+
+
+def test_a_personal_share_is_shown_on_the_statement() -> None:
+    context = copy.deepcopy(contexts()["monthly_statement"])
+    context["lines"][0]["personal_fen"] = 90000
+    _, body = render("monthly_statement", "zh_CN", context)
+    assert "个人负担金额：900.00元" in body

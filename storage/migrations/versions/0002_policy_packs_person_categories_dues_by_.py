@@ -1,8 +1,8 @@
-"""policy packs: person categories, dues by payer, claim shares, stay kinds
+"""policy packs: person categories, dues by payer, claim shares, stay kinds, decision rules
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 17:09:31.406816
+Create Date: 2026-11-23 17:21:15.557053
 """
 
 from collections.abc import Sequence
@@ -40,6 +40,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("policy_draft", sa.Boolean(), server_default=sa.false(), nullable=False))
 
     with op.batch_alter_table("eligibility_decision", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("rules", sa.JSON(), server_default="[]", nullable=False))
         batch_op.add_column(sa.Column("policy_draft", sa.Boolean(), server_default=sa.false(), nullable=False))
 
     with op.batch_alter_table("hospital_stay", schema=None) as batch_op:
@@ -71,6 +72,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("eligibility_decision", schema=None) as batch_op:
         batch_op.drop_column("policy_draft")
+        batch_op.drop_column("rules")
 
     with op.batch_alter_table("claim_line", schema=None) as batch_op:
         batch_op.drop_column("policy_draft")

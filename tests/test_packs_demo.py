@@ -1,0 +1,66 @@
+"""`ltc demo --jurisdiction J` runs a full month for every pack, through Prefect, and a rerun pays nothing twice.
+Jinjiang cannot bill without the grade rates its guideline sets: without an operator's values it stops, naming them."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from ltc.demo import PROFILES, DemoSize
+from ltc.pipeline import run_demo
+from rules.engine import RulesError, load_pack, pack_ids
+from storage import models as m
+from storage.db import session_scope, upgrade
+
+SIZE = DemoSize(insured=240, applicants=40, providers=4, agencies=2)
+
+
+def _state() -> tuple[object, ...]:
+    with session_scope() as s:
+        return (
+            s.scalar(select(func.count()).select_from(m.ClaimLine)),
+            s.scalar(select(func.sum(m.ClaimLine.payable_fen))),
+            sorted((b.batch_ref, b.total_fen) for b in s.scalars(select(m.PaymentBatch))),
+            s.scalar(select(func.count()).select_from(m.Notice)),
+        )
+
+
+def test_every_pack_has_a_demo_profile() -> None:
+    assert sorted(PROFILES) == pack_ids()
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("pack_id", pack_ids())
+def test_demo_month_for_each_pack(pack_id: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTC_HOME", str(tmp_path))
+    monkeypatch.setenv("LTC_DATABASE_URL", f"sqlite:///{tmp_path}/ltc.db")
+    monkeypatch.delenv("LTC_RULES_OVERRIDES", raising=False)
+    upgrade()
+    period = PROFILES[pack_id].period
+    summary = run_demo(pack_id, period, 3, SIZE)
+    pack = load_pack(pack_id)
+    assert summary["claim_lines"] > 0 and summary["payable_fen"] > 0
+    assert summary["batch_total_fen"] == summary["payable_fen"]
+    assert summary["approved"] > 0 and summary["denied"] > 0
+    notes = "\n".join(summary["notes"])
+    assert pack.document in notes
+    if PROFILES[pack_id].overrides:
+        assert "values supplied by the operator" in notes
+    with session_scope() as s:
+        drafts = {c.policy_draft for c in s.scalars(select(m.ClaimLine))}
+        decisions = {d.policy_draft for d in s.scalars(select(m.EligibilityDecision))}
+        pending = s.scalar(select(func.count()).where(m.Notice.status != "sent"))
+        bodies = [n.body for n in s.scalars(select(m.Notice).where(m.Notice.kind == "monthly_statement"))]
+    assert drafts == decisions == {pack.draft}
+    assert pending == 0
+    assert all(("征求意见稿" in b) == pack.draft for b in bodies) and bodies
+    before = _state()
+    run_demo(pack_id, period, 3, SIZE)
+    assert _state() == before
+
+
+def test_jinjiang_bills_nothing_without_the_guideline_rates(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LTC_RULES_OVERRIDES", str(tmp_path))  # an empty override folder
+    pack = load_pack("jinjiang")
+    with pytest.raises(RulesError, match="晋江市长期护理保险待遇服务内容及标准实施指导意见"):
+        pack.param("billing.daily_rate.institutional.grade_3").at(pack.valid_from)
