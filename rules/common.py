@@ -6,11 +6,13 @@ pack's parameters.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
+from rules.engine import Pack
 from rules.inputs import OUTPUT_CLAIMS, PAYERS
 
 EXCLUSION = pl.List(pl.Struct({"reason": pl.Utf8, "days": pl.Int64}))
@@ -46,6 +48,20 @@ def dues_long(wide: pl.DataFrame, period: str) -> pl.DataFrame:
         .select("person_id", "period", "payer", "amount_fen")
         .sort("person_id", "payer")
     )
+
+
+def check_dates(frame: pl.DataFrame, column: str, pack: Pack) -> None:
+    """Refuse a frame holding a date outside the pack's validity (RulesError naming the pack and its dates)."""
+    for d in frame.select(pl.col(column).drop_nulls().unique()).to_series().to_list():
+        pack.check_date(d)
+
+
+def with_reasons(frame: pl.DataFrame, checks: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Add `reason_codes` (every check that holds, in the order given) and `approved` (none holds)."""
+    codes = pl.concat_list(
+        [pl.when(cond).then(pl.lit(code)).otherwise(pl.lit(None, dtype=pl.Utf8)) for code, cond in checks.items()]
+    ).list.drop_nulls()
+    return frame.with_columns(reason_codes=codes).with_columns(approved=pl.col("reason_codes").list.len() == 0)
 
 
 def care_day_status(
@@ -139,6 +155,25 @@ def join_dated(days: pl.DataFrame, series: pl.DataFrame, key: pl.Expr) -> pl.Dat
         .sort("care_date")
         .join_asof(series, left_on="care_date", right_on="effective_from", by="key", check_sortedness=False)
         .drop("key", "effective_from")
+    )
+
+
+def eligible_days(inputs: dict[str, pl.DataFrame], first: dt.date, last: dt.date) -> pl.DataFrame:
+    """Per person, the days from `first` to `last` inside an entitlement and not after death: what a pack that
+    prorates a monthly quota or ceiling for a partial month counts."""
+    month_days = (last - first).days + 1
+    return (
+        inputs["entitlements"]
+        .join(inputs["persons"].select("person_id", "death_date"), on="person_id", how="left")
+        .with_columns(
+            lo=pl.max_horizontal(pl.col("start_date"), pl.lit(first)),
+            hi=pl.min_horizontal(
+                pl.col("end_date").fill_null(last), pl.col("death_date").fill_null(last), pl.lit(last)
+            ),
+        )
+        .with_columns(d=((pl.col("hi") - pl.col("lo")).dt.total_days() + 1).clip(0))
+        .group_by("person_id")
+        .agg(eligible_days=pl.col("d").sum().clip(0, month_days))
     )
 
 

@@ -146,5 +146,18 @@ OUTPUT_CLAIMS: dict[str, Any] = {
 }
 
 
+# What `eligibility` returns, one row per application. `reason_codes` lists every reason that refuses it (or, on an
+# approval, that shapes it, such as a waiting period that defers the start).
+OUTPUT_DECISIONS: dict[str, Any] = {
+    "application_id": pl.Utf8,
+    "person_id": pl.Utf8,
+    "approved": pl.Boolean,
+    "grade": pl.Int64,
+    "start_date": pl.Date,
+    "end_date": pl.Date,
+    "reason_codes": pl.List(pl.Utf8),
+}
+
+
 def empty(name: str) -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMAS[name])

@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from rules.engine import Pack, RulesError, load_pack, reasons
 from rules.formulas import resolve
+from rules.inputs import OUTPUT_DECISIONS
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import records
@@ -38,19 +39,7 @@ def decide(inputs: dict[str, pl.DataFrame], jurisdiction: str, as_of: dt.date) -
     date the decisions are made and recorded."""
     pack = load_pack(jurisdiction)
     if inputs["apps"].is_empty():
-        return DataFrame[Decisions](
-            pl.DataFrame(
-                schema={
-                    "application_id": pl.Utf8,
-                    "person_id": pl.Utf8,
-                    "approved": pl.Boolean,
-                    "grade": pl.Int64,
-                    "start_date": pl.Date,
-                    "end_date": pl.Date,
-                    "reason_codes": pl.List(pl.Utf8),
-                }
-            )
-        )
+        return DataFrame[Decisions](pl.DataFrame(schema=OUTPUT_DECISIONS))
     # Each application is decided by the formula in force on the day it was received (not the decision day).
     apps = inputs["apps"].with_columns(
         _formula=pl.col("received_on").map_elements(

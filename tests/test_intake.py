@@ -91,3 +91,18 @@ def test_load_exit_status_tells_clean_from_rejections_from_failure(backend: str,
     assert "care.csv:4: person_id: unknown person 'P9'" in rejected.output
     failed = runner.invoke(app, ["load", "care_days", str(tmp_path / "missing.csv")])
     assert failed.exit_code == 2
+
+
+def test_a_file_without_an_optional_column_leaves_it_as_it_was(backend: str, tmp_path: Path) -> None:
+    with_urls = PERSONS.replace("work_injury_care_allowance\n", "work_injury_care_allowance,notify_url\n").replace(
+        ",false\n", ",false,mailto://p1@example.org\n"
+    )
+    load_file("persons", _write(tmp_path, "persons.csv", with_urls))
+    deaths = "person_id,name,id_number,jurisdiction,area,insurance_type,contribution_base,death_date\n"
+    deaths += "P1,张三,450103195001011234,nanning,青秀区,employee,5000.00,2026-03-20\n"
+    load_file("persons", _write(tmp_path, "deaths.csv", deaths))
+    with session_scope() as s:
+        p1 = s.get(m.Person, "P1")
+        assert p1 is not None
+        assert p1.death_date is not None and p1.death_date.isoformat() == "2026-03-20"
+        assert p1.notify_url == "mailto://p1@example.org"

@@ -7,6 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from ltc.demo import PROFILES, DemoSize
+from ltc.explain import explain
+from ltc.formatting import yuan
 from ltc.pipeline import run_demo
 from rules.engine import RulesError, load_pack, pack_ids
 from storage import models as m
@@ -54,6 +56,12 @@ def test_demo_month_for_each_pack(pack_id: str, tmp_path: object, monkeypatch: p
     assert drafts == decisions == {pack.draft}
     assert pending == 0
     assert all(("征求意见稿" in b) == pack.draft for b in bodies) and bodies
+    with session_scope() as s:
+        paid = s.scalars(select(m.ClaimLine).where(m.ClaimLine.payable_fen > 0).limit(1)).one()
+    trace = explain(paid.person_id, period)
+    assert pack.document in trace and f"fund pays {yuan(paid.payable_fen)}" in trace
+    assert "rule billing." in trace  # every amount traces to cited parameters
+    assert ("[DRAFT POLICY]" in trace) == pack.draft
     before = _state()
     run_demo(pack_id, period, 3, SIZE)
     assert _state() == before

@@ -7,14 +7,22 @@ contribution, the day an application was received, the day care was given, the d
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import polars as pl
 
-from rules.common import LINE_KEYS, care_day_status, claim_lines, dues_long, finish, join_dated
+from rules.common import (
+    LINE_KEYS,
+    care_day_status,
+    check_dates,
+    claim_lines,
+    dues_long,
+    finish,
+    join_dated,
+    with_reasons,
+)
 from rules.engine import Pack, RulesError, period_bounds, with_params
 from rules.formulas import formula
-from rules.inputs import SCHEMAS
+from rules.inputs import OUTPUT_DECISIONS, SCHEMAS
 
 PACK = "banan"
 SINCE = "2019-05-01"
@@ -24,15 +32,6 @@ SINCE = "2019-05-01"
 MODES_OF_INSTITUTIONS = ["institutional", "home"]
 CARER_KINDS = ["carer_trained", "carer_untrained"]
 
-DECISIONS: dict[str, Any] = {
-    "application_id": pl.Utf8,
-    "person_id": pl.Utf8,
-    "approved": pl.Boolean,
-    "grade": pl.Int64,
-    "start_date": pl.Date,
-    "end_date": pl.Date,
-    "reason_codes": pl.List(pl.Utf8),
-}
 
 # Parameters every claim line applies besides its daily rate.
 LINE_PARAMS = [
@@ -145,10 +144,9 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
     rule of 三(二)2.
     """
     apps = inputs["apps"]
-    for d in apps.select(pl.col("received_on").unique()).to_series().to_list():
-        pack.check_date(d)
+    check_dates(apps, "received_on", pack)
     if apps.is_empty():
-        return pl.DataFrame(schema=DECISIONS)
+        return pl.DataFrame(schema=OUTPUT_DECISIONS)
     f = with_params(
         apps,
         pack,
@@ -194,10 +192,7 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
         "ASSESSMENT_NOT_CONCLUDED": pl.col("published_on").is_null(),
         "DECEASED": pl.col("death_date").is_not_null() & (pl.col("death_date") < pl.coalesce("_start", "received_on")),
     }
-    codes = pl.concat_list(
-        [pl.when(cond).then(pl.lit(code)).otherwise(pl.lit(None, dtype=pl.Utf8)) for code, cond in checks.items()]
-    ).list.drop_nulls()
-    out = f.with_columns(reason_codes=codes).with_columns(approved=pl.col("reason_codes").list.len() == 0)
+    out = with_reasons(f, checks)
     month_end_after = _months_after(pl.col("death_date"), pl.col("_stop_after")) - pl.duration(days=1)
     reassessed_below = (
         ~pl.col("approved")

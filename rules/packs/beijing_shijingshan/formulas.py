@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
 
 import polars as pl
 
-from rules.common import care_day_status, claim_lines, dues_long, finish, ratio, times_half_up
+from rules.common import (
+    care_day_status,
+    check_dates,
+    claim_lines,
+    dues_long,
+    eligible_days,
+    finish,
+    ratio,
+    times_half_up,
+    with_reasons,
+)
 from rules.engine import Pack, RulesError, half_up, period_bounds, with_params
 from rules.formulas import formula
+from rules.inputs import OUTPUT_DECISIONS
 
 PACK = "beijing_shijingshan"
 
@@ -23,15 +33,6 @@ PACK = "beijing_shijingshan"
 INDIVIDUAL_CARER_KINDS = ["carer_trained", "carer_untrained"]
 
 # What `eligibility` returns (rules.inputs).
-DECISIONS: dict[str, Any] = {
-    "application_id": pl.Utf8,
-    "person_id": pl.Utf8,
-    "approved": pl.Boolean,
-    "grade": pl.Int64,
-    "start_date": pl.Date,
-    "end_date": pl.Date,
-    "reason_codes": pl.List(pl.Utf8),
-}
 
 
 def year_bounds(period: str) -> tuple[dt.date, dt.date]:
@@ -130,10 +131,9 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
     and end on death. One row per assessed application; parameters resolved on the day of application.
     """
     apps = inputs["apps"]
-    for d in apps.select(pl.col("received_on").unique()).to_series().to_list():
-        pack.check_date(d)
+    check_dates(apps, "received_on", pack)
     if apps.is_empty():
-        return pl.DataFrame(schema=DECISIONS)
+        return pl.DataFrame(schema=OUTPUT_DECISIONS)
     f = with_params(
         apps,
         pack,
@@ -171,10 +171,7 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
         ).fill_null(True),
         "CONTRIBUTION_NOT_PAID": pl.col("_req_paid") & ~pl.col("_paid_in_full").fill_null(False),
     }
-    codes = pl.concat_list(
-        [pl.when(cond).then(pl.lit(code)).otherwise(pl.lit(None, dtype=pl.Utf8)) for code, cond in checks.items()]
-    ).list.drop_nulls()
-    out = f.with_columns(reason_codes=codes).with_columns(approved=pl.col("reason_codes").list.len() == 0)
+    out = with_reasons(f, checks)
     base = pl.when(pl.col("_start_from") == "application").then(pl.col("received_on")).otherwise(pl.col("published_on"))
     start = pl.when(base.is_not_null()).then(pl.max_horizontal(base, pl.col("_services_start")))
     return out.select(
@@ -277,19 +274,7 @@ def _within_ceiling(
     lines = lines.with_columns(ceiling_fen=pl.lit(ceiling, dtype=pl.Int64))
     if mode == "prorate":
         month_days = (last - first).days + 1
-        span = (
-            inputs["entitlements"]
-            .join(inputs["persons"].select("person_id", "death_date"), on="person_id", how="left")
-            .with_columns(
-                lo=pl.max_horizontal(pl.col("start_date"), pl.lit(first)),
-                hi=pl.min_horizontal(
-                    pl.col("end_date").fill_null(last), pl.col("death_date").fill_null(last), pl.lit(last)
-                ),
-            )
-            .with_columns(d=((pl.col("hi") - pl.col("lo")).dt.total_days() + 1).clip(0))
-            .group_by("person_id")
-            .agg(eligible_days=pl.col("d").sum().clip(0, month_days))
-        )
+        span = eligible_days(inputs, first, last)
         lines = lines.join(span, on="person_id", how="left").with_columns(
             ceiling_fen=(pl.lit(ceiling) * pl.col("eligible_days").fill_null(0) * 2 + month_days) // (2 * month_days)
         )

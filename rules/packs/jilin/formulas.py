@@ -19,25 +19,15 @@ from typing import Any
 
 import polars as pl
 
-from rules.common import care_day_status, claim_lines, dues_long, finish, times_half_up
+from rules.common import LINE_KEYS, care_day_status, claim_lines, dues_long, finish, times_half_up
 from rules.engine import Pack, RulesError, period_bounds, with_params
 from rules.formulas import formula
-from rules.inputs import OUTPUT_CLAIMS, PAYERS
+from rules.inputs import OUTPUT_CLAIMS, OUTPUT_DECISIONS, PAYERS
 
 PACK = "jilin"
 HOME_COMMUNITY = ["home", "community"]
 CARER_KINDS = ["carer_trained", "carer_untrained"]
 READINGS = ("reenrolment_from", "lapse_months_from")
-LINE_KEYS = ["person_id", "provider_id", "care_mode"]
-DECISION_SCHEMA: dict[str, Any] = {
-    "application_id": pl.Utf8,
-    "person_id": pl.Utf8,
-    "approved": pl.Boolean,
-    "grade": pl.Int64,
-    "start_date": pl.Date,
-    "end_date": pl.Date,
-    "reason_codes": pl.List(pl.Utf8),
-}
 
 
 def _bp(value: Any) -> int:
@@ -311,7 +301,7 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
     """
     apps = inputs["apps"]
     if apps.is_empty():
-        return pl.DataFrame(schema=DECISION_SCHEMA)
+        return pl.DataFrame(schema=OUTPUT_DECISIONS)
     days = apps.select(pl.col("received_on").unique()).to_series().to_list()
     for d in days:
         pack.check_date(d)

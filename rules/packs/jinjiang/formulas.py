@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
 
 import polars as pl
 
-from rules.common import care_day_status, claim_lines, dues_long, finish
+from rules.common import care_day_status, check_dates, claim_lines, dues_long, finish, with_reasons
 from rules.engine import Pack, RulesError, period_bounds, period_start, with_params
 from rules.formulas import formula
+from rules.inputs import OUTPUT_DECISIONS
 
 PACK = "jinjiang"
 SINCE = "2023-04-01"
 
-DECISIONS: dict[str, Any] = {
-    "application_id": pl.Utf8,
-    "person_id": pl.Utf8,
-    "approved": pl.Boolean,
-    "grade": pl.Int64,
-    "start_date": pl.Date,
-    "end_date": pl.Date,
-    "reason_codes": pl.List(pl.Utf8),
-}
 
 # A daily rate is carried in 1/10000 fen while a line is summed, so that it is rounded once, per line.
 SUB_FEN = 10_000
@@ -108,10 +99,9 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
     application. Benefits start as `eligibility.benefit_start` says and end on death.
     """
     apps = inputs["apps"]
-    for d in apps.select(pl.col("received_on").unique()).to_series().to_list():
-        pack.check_date(d)
+    check_dates(apps, "received_on", pack)
     if apps.is_empty():
-        return pl.DataFrame(schema=DECISIONS)
+        return pl.DataFrame(schema=OUTPUT_DECISIONS)
     f = with_params(
         apps,
         pack,
@@ -143,15 +133,12 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
         "TREATMENT_UNDER_6_MONTHS": pl.col("disabled_since").is_null()
         | (pl.col("disabled_since").dt.offset_by(pl.format("{}mo", pl.col("_min_months"))) > pl.col("received_on")),
     }
-    codes = pl.concat_list(
-        [pl.when(cond).then(pl.lit(code)).otherwise(pl.lit(None, dtype=pl.Utf8)) for code, cond in checks.items()]
-    ).list.drop_nulls()
     start = (
         pl.when(pl.col("_start") == "next_month")
         .then(pl.col("published_on").dt.offset_by("1mo").dt.month_start())
         .otherwise(pl.col("published_on"))
     )
-    out = f.with_columns(reason_codes=codes).with_columns(approved=pl.col("reason_codes").list.len() == 0)
+    out = with_reasons(f, checks)
     return out.select(
         "application_id",
         "person_id",

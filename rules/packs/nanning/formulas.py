@@ -10,7 +10,18 @@ import datetime as dt
 
 import polars as pl
 
-from rules.common import cap_in_order, care_day_status, claim_lines, dues_long, finish, join_dated, times_half_up
+from rules.common import (
+    cap_in_order,
+    care_day_status,
+    check_dates,
+    claim_lines,
+    dues_long,
+    eligible_days,
+    finish,
+    join_dated,
+    times_half_up,
+    with_reasons,
+)
 from rules.engine import Pack, period_bounds, with_params
 from rules.formulas import formula
 
@@ -57,8 +68,7 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
     One row per assessed application. Parameters are resolved on the day of application.
     """
     apps = inputs["apps"]
-    for d in apps.select(pl.col("received_on").unique()).to_series().to_list():
-        pack.check_date(d)
+    check_dates(apps, "received_on", pack)
     f = with_params(
         apps,
         pack,
@@ -82,10 +92,7 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
         "CONTRIBUTIONS_UNDER_12_MONTHS": ~pl.col("already_beneficiary")
         & (pl.col("full_contribution_months") < pl.col("_min_contrib")),
     }
-    codes = pl.concat_list(
-        [pl.when(cond).then(pl.lit(code)).otherwise(pl.lit(None)) for code, cond in checks.items()]
-    ).list.drop_nulls()
-    out = f.with_columns(reason_codes=codes).with_columns(approved=pl.col("reason_codes").list.len() == 0)
+    out = with_reasons(f, checks)
     return out.select(
         "application_id",
         "person_id",
@@ -153,19 +160,7 @@ def _home_quota(
     lines = lines.with_columns(key=pl.format("grade_{}", pl.col("grade"))).join(month_quota, on="key", how="left")
     if mode == "prorate":
         month_days = (last - first).days + 1
-        span = (
-            inputs["entitlements"]
-            .join(inputs["persons"].select("person_id", "death_date"), on="person_id", how="left")
-            .with_columns(
-                lo=pl.max_horizontal(pl.col("start_date"), pl.lit(first)),
-                hi=pl.min_horizontal(
-                    pl.col("end_date").fill_null(last), pl.col("death_date").fill_null(last), pl.lit(last)
-                ),
-            )
-            .with_columns(d=((pl.col("hi") - pl.col("lo")).dt.total_days() + 1).clip(0))
-            .group_by("person_id")
-            .agg(eligible_days=pl.col("d").sum().clip(0, month_days))
-        )
+        span = eligible_days(inputs, first, last)
         lines = lines.join(span, on="person_id", how="left").with_columns(
             quota_fen=(pl.col("quota_fen") * pl.col("eligible_days").fill_null(0) * 2 + month_days) // (2 * month_days)
         )
