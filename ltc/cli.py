@@ -127,7 +127,7 @@ def _run_flow(
     if flow == "record_assessments":
         from flows.record_assessments import record_assessments
 
-        return record_assessments(_need(file, "file", flow))
+        return record_assessments(_need(file, "file", flow), jurisdiction)
     if flow == "decide_eligibility":
         from flows.decide_eligibility import decide_eligibility
 

@@ -341,9 +341,10 @@ def results_file(folder: Path, jurisdiction: str, seed: int) -> Path:
                 "visited_on": day.isoformat(),
                 "grade": [5, 4, 4, 3, 3, 2, 1, 5, 4, 3][r % 10],
                 "published_on": (day + dt.timedelta(days=7)).isoformat(),
+                "fee": yuan(20000 + 5000 * (r // 10 % 4)),
             }
         )
-    header = ["application_id", "agency_id", "visited_on", "grade", "published_on"]
+    header = ["application_id", "agency_id", "visited_on", "grade", "published_on", "fee"]
     return _write(folder / "assessment_results.csv", header, rows)
 
 

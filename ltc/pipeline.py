@@ -41,7 +41,7 @@ def run_demo(
         status.update("scheduling assessments")
         schedule_assessments(jurisdiction)
         status.update("recording assessment results")
-        record_assessments(str(results_file(folder, jurisdiction, seed)))
+        record_assessments(str(results_file(folder, jurisdiction, seed)), jurisdiction)
         status.update("deciding eligibility")
         decide_eligibility(jurisdiction, first - dt.timedelta(days=1))
         status.update("intake: care days, hospital stays, deaths")
@@ -104,9 +104,15 @@ def summary(jurisdiction: str, period: str) -> dict[str, Any]:
         ).one()
         notices = dict(s.execute(select(m.Notice.status, func.count()).group_by(m.Notice.status)).all())
         quarantined = s.scalar(select(func.count()).select_from(m.QuarantinedRow))
+        fees = s.execute(
+            select(func.sum(m.Assessment.fee_fund_fen), func.sum(m.Assessment.fee_applicant_fen))
+            .join(m.Application)
+            .where(m.Application.person_id.in_(person))
+        ).one()
     rows = [
         ("applications", apps),
         ("assessments with results", assessed),
+        ("assessment fees: fund / applicant (yuan)", f"{yuan(int(fees[0] or 0))} / {yuan(int(fees[1] or 0))}"),
         ("eligibility: approved", approved),
         ("eligibility: denied", denied),
         ("claim lines", claims[0]),

@@ -144,6 +144,10 @@ class Assessment(Base):
     grade: Mapped[int | None] = mapped_column(Integer)
     published_on: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    requested_by: Mapped[str] = mapped_column(String(16), default="applicant", server_default="applicant")
+    fee_fen: Mapped[int | None] = mapped_column(BigInteger)
+    fee_fund_fen: Mapped[int | None] = mapped_column(BigInteger)
+    fee_applicant_fen: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class EligibilityDecision(Base):

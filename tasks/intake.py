@@ -265,7 +265,13 @@ def _store_results(session: Session, good: pl.DataFrame) -> None:
             .where(m.Assessment.application_id == r["application_id"])
             .where(m.Assessment.agency_id == r["agency_id"])
             .where(m.Assessment.status.in_(["scheduled", "done"]))
-            .values(visited_on=r["visited_on"], grade=r["grade"], published_on=r["published_on"], status="done")
+            .values(
+                visited_on=r["visited_on"],
+                grade=r["grade"],
+                published_on=r["published_on"],
+                status="done",
+                **({"fee_fen": r["fee_fen"]} if r.get("fee_fen") is not None else {}),
+            )
         )
         session.execute(
             update(m.Application)

@@ -105,6 +105,7 @@ class AssessmentResults(Inbound):
     visited_on: dt.date = pa.Field()
     grade: int = pa.Field(ge=0, le=5, description="national standard grade 0-5 (医保办发〔2021〕37号)")
     published_on: dt.date = pa.Field(description="day the conclusion was published (公示)")
+    fee_fen: int = pa.Field(nullable=True, ge=0, description="the agency's fee for the visit, yuan")
 
     @pa.dataframe_check(error="published_on is before visited_on")
     def published_after_visit(cls, data: Any) -> pl.LazyFrame:
@@ -261,6 +262,7 @@ INBOUND: dict[str, InboundKind] = {
                 _c("visited_on", "date"),
                 _c("grade", "int"),
                 _c("published_on", "date"),
+                _c("fee", "money", False),
             ),
             ("application_id",),
             (("application_id", "application"), ("agency_id", "agency")),

@@ -53,6 +53,10 @@ def test_demo_month_for_each_pack(pack_id: str, tmp_path: object, monkeypatch: p
         decisions = {d.policy_draft for d in s.scalars(select(m.EligibilityDecision))}
         pending = s.scalar(select(func.count()).where(m.Notice.status != "sent"))
         bodies = [n.body for n in s.scalars(select(m.Notice).where(m.Notice.kind == "monthly_statement"))]
+        fees = s.execute(select(m.Assessment.fee_fen, m.Assessment.fee_fund_fen, m.Assessment.fee_applicant_fen)).all()
+    # Each fee is split between the fund and the applicant; a pack's fee ceiling (Banan 300) can leave the part
+    # above it unpaid by either.
+    assert fees and all(fund is not None and 0 < fund + own <= fee for fee, fund, own in fees)
     assert drafts == decisions == {pack.draft}
     assert pending == 0
     assert all(("征求意见稿" in b) == pack.draft for b in bodies) and bodies
