@@ -95,7 +95,8 @@ def contributions_due(persons: pl.DataFrame, pack: Pack, period: str) -> pl.Data
     shares["individual"] = pl.when(kind.is_in(sole)).then(whole).otherwise(shares["individual"])
     covered = set(pack.param("coverage.insurance_types").at(first))
     monthly = [t for t in pack.param("coverage.employee_policy_types").at(first) if t in covered]
-    enrolled = persons.filter(kind.is_in(monthly))
+    alive = pl.col("death_date").is_null() | (pl.col("death_date") >= pl.lit(first))
+    enrolled = persons.filter(kind.is_in(monthly) & alive)
     return dues_long(enrolled.with_columns(**shares), period)
 
 
@@ -115,7 +116,8 @@ def _resident_dues(persons: pl.DataFrame, pack: Pack, period: str) -> pl.DataFra
     government = times_half_up(pl.lit(income, dtype=pl.Int64), rate * (1 - own_share))
     full_subsidy = pl.col("medical_premium_fully_subsidised").fill_null(False) & pl.lit(subsidised)
     minor = pl.col("birth_date").is_not_null() & (pl.col("birth_date").dt.offset_by(f"{minor_age}y") > pl.lit(first))
-    members = persons.filter(pl.col("insurance_type").is_in(yearly) & ~minor)
+    alive = pl.col("death_date").is_null() | (pl.col("death_date") >= pl.lit(first))
+    members = persons.filter(pl.col("insurance_type").is_in(yearly) & ~minor & alive)
     wide = members.with_columns(
         individual=pl.when(full_subsidy).then(0).otherwise(own),
         government_subsidy=pl.when(full_subsidy).then(own + government).otherwise(government),
@@ -133,7 +135,8 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
     late first enrolment's lapse begins; null if it does not count), grace (months), pen_from, inc_from (dates),
     reading, part_year (bool: a part year counts as a year).
     Returns per key: enrolled (insured at as_of), pen_years (all penalised lapses' years), reenrol (first day of the
-    last penalised re-enrolment), lapse_years and unrepaid_years of that lapse, run_years (full continuous years of
+    last penalised re-enrolment), lapse_years, unrepaid_years and repaid_years (whole years paid back) of that
+    lapse, run_years (full continuous years of
     the current run counted from inc_from; 0 when no longer insured at as_of).
     """
     out_schema = {
@@ -143,6 +146,7 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
         "reenrol": pl.Date,
         "lapse_years": pl.Int64,
         "unrepaid_years": pl.Int64,
+        "repaid_years": pl.Int64,
         "run_years": pl.Int64,
     }
     yearly = pl.col("period").str.len_chars() == 4
@@ -222,7 +226,12 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
             pen_unpaid=pl.when(by_months).then("unpaid_after").when(from_reenrol).then("unpaid").otherwise(0),
         )
         .filter(pl.col("pen_months") > 0)
-        .with_columns(lapse_years=years(pl.col("pen_months")), unrepaid_years=years(pl.col("pen_unpaid")))
+        .with_columns(
+            lapse_years=years(pl.col("pen_months")),
+            unrepaid_years=years(pl.col("pen_unpaid")),
+            # 二(六)3 每补缴1年可减少30天: only whole years paid back count.
+            repaid_years=(pl.col("pen_months") - pl.col("pen_unpaid")) // 12,
+        )
         .sort("key", "end")
         .group_by("key")
         .agg(
@@ -230,6 +239,7 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
             reenrol=_month_start(pl.col("end").last() + 1),
             lapse_years=pl.col("lapse_years").last(),
             unrepaid_years=pl.col("unrepaid_years").last(),
+            repaid_years=pl.col("repaid_years").last(),
         )
     )
     current = runs.sort("key", "run").group_by("key").agg(run_years=pl.col("counted").last() // 12)
@@ -253,6 +263,7 @@ def _history_defaults(h: pl.DataFrame) -> pl.DataFrame:
         pl.col("pen_years").fill_null(0),
         pl.col("lapse_years").fill_null(0),
         pl.col("unrepaid_years").fill_null(0),
+        pl.col("repaid_years").fill_null(0),
         pl.col("run_years").fill_null(0),
     )
 
@@ -338,10 +349,7 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
         & pl.col("birth_date").is_not_null()
         & (pl.col("birth_date").dt.offset_by(pl.format("{}y", pl.col("_minor_age"))) > pl.col("received_on"))
     )
-    variable = (
-        pl.col("_per_year") * pl.col("lapse_years")
-        - pl.col("_repair") * (pl.col("lapse_years") - pl.col("unrepaid_years"))
-    ).clip(0)
+    variable = (pl.col("_per_year") * pl.col("lapse_years") - pl.col("_repair") * pl.col("repaid_years")).clip(0)
     total = pl.col("_fixed") + variable
     total = (
         pl.when(pl.col("lapse_years") >= pl.col("_long_years"))

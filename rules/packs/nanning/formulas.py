@@ -31,6 +31,7 @@ PACK = "nanning"
 @formula(PACK, "contributions_due", since="2024-01-01")
 def contributions_due(persons: pl.DataFrame, pack: Pack, period: str) -> pl.DataFrame:
     """三(二)1-3: each member's monthly dues on the contribution base, by who pays; each share rounded half-up.
+    Nobody owes for a month that began after their death.
 
     Employers pay their share with the medical premium; every individual share is deducted from the monthly
     transfer into the member's medical personal account (从每月划入职工医保个人账户的金额中扣缴).
@@ -57,7 +58,8 @@ def contributions_due(persons: pl.DataFrame, pack: Pack, period: str) -> pl.Data
                 )
         shares[payer] = expr
     covered = pack.param("coverage.insurance_types").at(first)
-    enrolled = persons.filter(pl.col("insurance_type").is_in(covered) & ~pl.col("work_injury_care_allowance"))
+    alive = pl.col("death_date").is_null() | (pl.col("death_date") >= pl.lit(first))
+    enrolled = persons.filter(pl.col("insurance_type").is_in(covered) & ~pl.col("work_injury_care_allowance") & alive)
     return dues_long(enrolled.with_columns(**shares), period)
 
 
@@ -85,7 +87,7 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
         "NOT_COVERED_INSURANCE_TYPE": ~pl.col("_types").list.contains(pl.col("insurance_type")),
         "NOT_COVERED_WORK_INJURY": pl.col("_excl_wi") & pl.col("work_injury_care_allowance"),
         "DECEASED": pl.col("death_date").is_not_null()
-        & (pl.col("death_date") <= pl.coalesce("published_on", "received_on")),
+        & (pl.col("death_date") < pl.coalesce("published_on", "received_on")),
         "NOT_SEVERE": pl.col("grade").is_null() | (pl.col("grade") < pl.col("_min_grade")),
         "DISABILITY_UNDER_6_MONTHS": pl.col("disabled_since").dt.offset_by(pl.format("{}mo", pl.col("_min_months")))
         > pl.col("received_on"),
@@ -116,6 +118,7 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
     first, last = period_bounds(period)
     pack.check_period(period)
     days = care_day_status(inputs, stay_kinds=["inpatient"], stay_first_day_paid=True, stay_last_day_paid=False)
+    days = _modes_and_bed_days(days, pack, first)
     rates = pack.series(pack.children("billing.institutional_daily_rate"), "rate_fen")
     days = join_dated(days, rates, pl.format("grade_{}", pl.col("grade")))
     days = days.with_columns(
@@ -143,6 +146,29 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
         cap_reason=pl.when(home).then(pl.lit("OVER_MONTHLY_QUOTA")),
     )
     return finish(lines, period)
+
+
+def _modes_and_bed_days(days: pl.DataFrame, pack: Pack, first: dt.date) -> pl.DataFrame:
+    """三(三)2(1): only the two modes the document names, each from the kinds of designated provider that give
+    it; 三(三)3(2): a bed-day is paid once a person and day (按床日付费), to the first provider by id."""
+    kinds = {mode: pack.param(name).at(first) for mode, name in pack.children("billing.provider_kinds").items()}
+    still = pl.col("reason").is_null()
+    mode_ok = pl.col("care_mode").is_in(list(kinds))
+    kind_ok = pl.lit(False)
+    for mode, allowed in kinds.items():
+        kind_ok = kind_ok | ((pl.col("care_mode") == mode) & pl.col("provider_kind").is_in(allowed))
+    days = days.with_columns(
+        reason=pl.when(still & ~mode_ok)
+        .then(pl.lit("CARE_MODE_NOT_COVERED"))
+        .when(still & ~kind_ok)
+        .then(pl.lit("NOT_DESIGNATED_PROVIDER"))
+        .otherwise(pl.col("reason"))
+    )
+    bed = (pl.col("care_mode") == "institutional") & pl.col("reason").is_null()
+    rank = pl.when(bed).then(pl.col("provider_id").rank("ordinal").over("person_id", "care_date", bed))
+    return days.with_columns(
+        reason=pl.when(bed & (rank > 1)).then(pl.lit("BED_DAY_ALREADY_PAID")).otherwise(pl.col("reason"))
+    )
 
 
 def _home_quota(
