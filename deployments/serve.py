@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from prefect import serve
 
+from flows.assessment_changes import assessment_changes
 from flows.bill_month import bill_month
 from flows.contributions import contributions
 from flows.decide_eligibility import decide_eligibility
@@ -16,12 +17,15 @@ from flows.pay_providers import pay_providers
 from flows.record_assessments import record_assessments
 from flows.schedule_assessments import schedule_assessments
 from flows.send_notices import send_notices
+from flows.send_reminders import send_reminders
 
 FLOWS = [
     intake,
     contributions,
     schedule_assessments,
     record_assessments,
+    assessment_changes,
+    send_reminders,
     decide_eligibility,
     bill_month,
     pay_providers,

@@ -12,7 +12,7 @@ from tasks.eligibility import decide, load_assessed, record_decisions
 
 @flow(name="decide-eligibility", flow_run_name="decide {jurisdiction} as of {as_of}")
 def decide_eligibility(jurisdiction: str, as_of: dt.date) -> dict[str, Any]:
-    inputs = load_assessed(jurisdiction)
+    inputs = load_assessed(jurisdiction, as_of)
     decisions = decide(inputs, jurisdiction, as_of)
     recorded = record_decisions(decisions, jurisdiction, as_of)
     approved = int(decisions["approved"].sum()) if decisions.height else 0

@@ -1,4 +1,4 @@
-"""Schedule assessment visits for accepted applications."""
+"""Schedule assessment visits for applications that need one, and give each agency its schedule."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ from typing import Any
 import polars as pl
 from prefect import flow, get_run_logger
 
-from tasks.scheduling import agency_bookings, book_slots, plan_slots, waiting_applications
+from tasks.scheduling import (
+    book_slots,
+    plan_slots,
+    scheduling_resources,
+    waiting_applications,
+    write_agency_schedules,
+)
 
 
 @flow(name="schedule-assessments", flow_run_name="schedule {jurisdiction}")
 def schedule_assessments(jurisdiction: str) -> dict[str, Any]:
     apps = waiting_applications(jurisdiction)
-    agencies, booked = agency_bookings(jurisdiction)
-    plan = plan_slots(apps, agencies, booked, jurisdiction)
-    booked_now = book_slots(plan)
-    problems = plan.filter(pl.col("problem").is_not_null())
-    for r in problems.iter_rows(named=True):
-        get_run_logger().warning("application %s not placed: %s", r["application_id"], r["problem"])
-    return {"waiting": apps.height, "scheduled": booked_now, "unplaced": problems.height}
+    resources = scheduling_resources(jurisdiction)
+    plan = plan_slots(apps, resources, jurisdiction)
+    booked = book_slots(plan)
+    files = write_agency_schedules(jurisdiction)
+    for r in plan.filter(pl.col("problem").is_not_null()).iter_rows(named=True):
+        get_run_logger().warning("application %s flagged: %s", r["application_id"], r["problem"])
+    return {"waiting": apps.height, "scheduled": booked["booked"], "flagged": booked["flagged"], "files": files}

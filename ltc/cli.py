@@ -28,6 +28,8 @@ FLOWS = [
     "contributions",
     "schedule_assessments",
     "record_assessments",
+    "assessment_changes",
+    "send_reminders",
     "decide_eligibility",
     "bill_month",
     "pay_providers",
@@ -60,8 +62,8 @@ def load(
     kind: Annotated[
         str,
         typer.Argument(
-            help="persons, contributions, providers, agencies, applications, "
-            "assessment_results, care_days or hospital_stays"
+            help="persons, contributions, providers, agencies, assessors, applications, "
+            "assessment_results, assessment_events, care_days or hospital_stays"
         ),
     ],
     file: Annotated[Path, typer.Argument(help="UTF-8 CSV with a header")],
@@ -128,6 +130,14 @@ def _run_flow(
         from flows.record_assessments import record_assessments
 
         return record_assessments(_need(file, "file", flow), jurisdiction)
+    if flow == "assessment_changes":
+        from flows.assessment_changes import assessment_changes
+
+        return assessment_changes(_need(file, "file", flow), jurisdiction)
+    if flow == "send_reminders":
+        from flows.send_reminders import send_reminders
+
+        return send_reminders(jurisdiction, dt.date.fromisoformat(_need(as_of, "as-of", flow)))
     if flow == "decide_eligibility":
         from flows.decide_eligibility import decide_eligibility
 

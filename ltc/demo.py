@@ -298,6 +298,19 @@ def registry_files(folder: Path, jurisdiction: str, period: str, size: DemoSize,
         for i in range(1, max(size.agencies, len(profile.areas)) + 1)
     ]
     files["agencies"] = _write(folder / "agencies.csv", list(agencies[0]), agencies)
+    # Six assessors an agency; the first assessor of the first agency has ties to the first provider.
+    assessors = [
+        {
+            "assessor_id": f"{a['agency_id']}-E{k}",
+            "agency_id": a["agency_id"],
+            "name": SURNAMES[h(seed, a["agency_id"], k) % len(SURNAMES)] + GIVEN[k % len(GIVEN)],
+            "active": "true",
+            "linked_providers": providers[0]["provider_id"] if (i, k) == (0, 1) else "",
+        }
+        for i, a in enumerate(agencies)
+        for k in range(1, 7)
+    ]
+    files["assessors"] = _write(folder / "assessors.csv", list(assessors[0]), assessors)
     applications: list[dict[str, Any]] = []
     app_month = _shift_months(period, -2)
     chosen = sorted(persons, key=lambda p: h(seed, p["person_id"], "apply"))[: size.applicants]
@@ -325,14 +338,19 @@ def results_file(folder: Path, jurisdiction: str, seed: int) -> Path:
     """What the agencies send back for the visits scheduled so far: a grade for each, published a week later."""
     with session_scope() as s:
         visits = s.execute(
-            select(m.Assessment.application_id, m.Assessment.agency_id, m.Assessment.scheduled_on)
+            select(
+                m.Assessment.application_id,
+                m.Assessment.agency_id,
+                m.Assessment.scheduled_on,
+                m.Assessment.assessor_ids,
+            )
             .join(m.Application, m.Application.application_id == m.Assessment.application_id)
             .join(m.Person, m.Person.person_id == m.Application.person_id)
             .where(m.Person.jurisdiction == jurisdiction)
             .order_by(m.Assessment.application_id)
         ).all()
     rows = []
-    for app_id, agency_id, day in visits:
+    for app_id, agency_id, day, assessor_ids in visits:
         r = h(seed, app_id, "grade")
         rows.append(
             {
@@ -342,9 +360,24 @@ def results_file(folder: Path, jurisdiction: str, seed: int) -> Path:
                 "grade": [5, 4, 4, 3, 3, 2, 1, 5, 4, 3][r % 10],
                 "published_on": (day + dt.timedelta(days=7)).isoformat(),
                 "fee": yuan(20000 + 5000 * (r // 10 % 4)),
+                "assessor_ids": assessor_ids,
+                "adl_score": 5 * (r // 40 % 21),
+                "cognition_score": r // 7 % 17,
+                "perception_score": r // 3 % 13,
             }
         )
-    header = ["application_id", "agency_id", "visited_on", "grade", "published_on", "fee"]
+    header = [
+        "application_id",
+        "agency_id",
+        "visited_on",
+        "grade",
+        "published_on",
+        "fee",
+        "assessor_ids",
+        "adl_score",
+        "cognition_score",
+        "perception_score",
+    ]
     return _write(folder / "assessment_results.csv", header, rows)
 
 

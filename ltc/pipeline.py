@@ -35,7 +35,7 @@ def run_demo(
     with con.status("") as status:
         status.update("writing the synthetic registry")
         files = registry_files(folder, jurisdiction, period, size, seed)
-        for kind in ("persons", "providers", "agencies", "contributions", "applications"):
+        for kind in ("persons", "providers", "agencies", "assessors", "contributions", "applications"):
             status.update(f"intake: {kind}")
             intake(kind, str(files[kind]))
         status.update("scheduling assessments")

@@ -115,6 +115,21 @@ class Agency(Base):
     area: Mapped[str] = mapped_column(String(64))
     capacity_per_day: Mapped[int] = mapped_column(Integer)
     notify_url: Mapped[str | None] = mapped_column(String(512))
+    contract_start: Mapped[dt.date | None] = mapped_column(Date)
+    contract_end: Mapped[dt.date | None] = mapped_column(Date)
+    linked_providers: Mapped[str] = mapped_column(String(512), default="", server_default="")
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN", server_default="zh_CN")
+
+
+class Assessor(Base):
+    """An assessor (评估人员) of an agency. `linked_providers`: care providers the assessor has ties to."""
+
+    __tablename__ = "assessor"
+    assessor_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agency.agency_id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    linked_providers: Mapped[str] = mapped_column(String(512), default="", server_default="")
 
 
 class Application(Base):
@@ -128,6 +143,10 @@ class Application(Base):
     care_mode: Mapped[str] = mapped_column(String(16))
     provider_id: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="received")
+    # Why the next visit is needed (initial, reschedule, objection, reassessment, periodic) and since when.
+    visit_reason: Mapped[str] = mapped_column(String(16), default="initial", server_default="initial")
+    visit_requested_on: Mapped[dt.date | None] = mapped_column(Date)
+    problem: Mapped[str | None] = mapped_column(Text)
 
 
 class Assessment(Base):
@@ -145,18 +164,65 @@ class Assessment(Base):
     published_on: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
     requested_by: Mapped[str] = mapped_column(String(16), default="applicant", server_default="applicant")
+    kind: Mapped[str] = mapped_column(String(16), default="initial", server_default="initial")
+    slot_no: Mapped[int | None] = mapped_column(Integer)
+    starts_at: Mapped[str | None] = mapped_column(String(5))
+    assessor_ids: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    adl_score: Mapped[int | None] = mapped_column(Integer)
+    cognition_score: Mapped[int | None] = mapped_column(Integer)
+    perception_score: Mapped[int | None] = mapped_column(Integer)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
     fee_fen: Mapped[int | None] = mapped_column(BigInteger)
     fee_fund_fen: Mapped[int | None] = mapped_column(BigInteger)
     fee_applicant_fen: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SlotBooking(Base):
+    """A visit slot of an agency on a day: held by one visit at a time."""
+
+    __tablename__ = "slot_booking"
+    __table_args__ = (UniqueConstraint("agency_id", "day", "slot_no"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agency.agency_id"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    slot_no: Mapped[int] = mapped_column(Integer)
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessment.id"), unique=True)
+
+
+class AssessorBooking(Base):
+    """An assessor at a visit at one time of a day: never two visits at once."""
+
+    __tablename__ = "assessor_booking"
+    __table_args__ = (UniqueConstraint("assessor_id", "day", "time_index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    assessor_id: Mapped[str] = mapped_column(ForeignKey("assessor.assessor_id"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    time_index: Mapped[int] = mapped_column(Integer)
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessment.id"), index=True)
+
+
+class AssessmentEvent(Base):
+    """A change reported for a visit or a result: cancel, no_show, objection (异议) or reassessment (复评)."""
+
+    __tablename__ = "assessment_event"
+    __table_args__ = (UniqueConstraint("application_id", "event", "reported_on"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[str] = mapped_column(ForeignKey("application.application_id"), index=True)
+    event: Mapped[str] = mapped_column(String(16))
+    reported_on: Mapped[dt.date] = mapped_column(Date)
+    reported_by: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 class EligibilityDecision(Base):
     """The decision on an application: approved with a start date and grade, or refused with reasons."""
 
     __tablename__ = "eligibility_decision"
-    __table_args__ = (UniqueConstraint("application_id"),)
+    __table_args__ = (UniqueConstraint("application_id", "assessment_sequence"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application_id: Mapped[str] = mapped_column(ForeignKey("application.application_id"))
+    assessment_sequence: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     person_id: Mapped[str] = mapped_column(ForeignKey("person.person_id"), index=True)
     jurisdiction: Mapped[str] = mapped_column(String(32))
     decided_on: Mapped[dt.date] = mapped_column(Date)

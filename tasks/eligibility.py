@@ -12,7 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import update
 
-from rules.engine import Pack, RulesError, load_pack, reasons
+from rules.engine import Pack, RulesError, load_pack, reasons, with_params
 from rules.formulas import resolve
 from rules.inputs import OUTPUT_DECISIONS
 from storage import models as m
@@ -24,12 +24,19 @@ from tasks.schemas import Decisions
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def load_assessed(jurisdiction: str) -> dict[str, pl.DataFrame]:
+def load_assessed(jurisdiction: str, as_of: dt.date) -> dict[str, pl.DataFrame]:
+    """Assessed applications whose conclusion's publicity period (公示) is over by `as_of`: a result can still be
+    objected to until then, so it starts nothing before."""
+    pack = load_pack(jurisdiction)
     with session_scope() as s:
-        return {
-            "apps": records.assessed_applications(s, jurisdiction),
-            "contributions": records.contributions(s, jurisdiction),
-        }
+        apps = records.assessed_applications(s, jurisdiction)
+        contributions = records.contributions(s, jurisdiction)
+    if not apps.is_empty():
+        apps = with_params(apps, pack, {"_publicity": "assessment.publicity_days"}, on="published_on")
+        apps = apps.filter(pl.col("published_on") + pl.duration(days=pl.col("_publicity")) < pl.lit(as_of)).drop(
+            "_publicity"
+        )
+    return {"apps": apps, "contributions": contributions}
 
 
 @task(cache_policy=NO_CACHE)
@@ -39,7 +46,7 @@ def decide(inputs: dict[str, pl.DataFrame], jurisdiction: str, as_of: dt.date) -
     date the decisions are made and recorded."""
     pack = load_pack(jurisdiction)
     if inputs["apps"].is_empty():
-        return DataFrame[Decisions](pl.DataFrame(schema=OUTPUT_DECISIONS))
+        return DataFrame[Decisions](pl.DataFrame(schema={**OUTPUT_DECISIONS, "assessment_sequence": pl.Int64}))
     # Each application is decided by the formula in force on the day it was received (not the decision day).
     apps = inputs["apps"].with_columns(
         _formula=pl.col("received_on").map_elements(
@@ -50,7 +57,11 @@ def decide(inputs: dict[str, pl.DataFrame], jurisdiction: str, as_of: dt.date) -
     for (_,), group in apps.group_by("_formula", maintain_order=True):
         fn = resolve(pack, "eligibility", group["received_on"].min())  # type: ignore[arg-type]
         parts.append(fn({**inputs, "apps": group.drop("_formula")}, pack))
-    out = pl.concat(parts).sort("application_id")
+    out = (
+        pl.concat(parts)
+        .join(inputs["apps"].select("application_id", "assessment_sequence"), on="application_id", how="left")
+        .sort("application_id")
+    )
     return DataFrame[Decisions](out)
 
 
@@ -80,6 +91,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
             app = s.get(m.Application, d["application_id"])
             if app is None or app.status != "assessed":
                 continue
+            sequence = int(d["assessment_sequence"])
             person = s.get(m.Person, d["person_id"])
             assert person is not None
             why = [{"code": c, **catalogue[c]} for c in d["reason_codes"]]
@@ -89,6 +101,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                 [
                     {
                         "application_id": d["application_id"],
+                        "assessment_sequence": sequence,
                         "person_id": d["person_id"],
                         "jurisdiction": jurisdiction,
                         "decided_on": as_of,
@@ -101,7 +114,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                         "policy_draft": pack.draft,
                     }
                 ],
-                ["application_id"],
+                ["application_id", "assessment_sequence"],
                 update=False,
             )
             s.execute(
@@ -126,7 +139,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                 s,
                 person,
                 kind="eligibility_decision",
-                dedupe_key=f"eligibility_decision:{d['application_id']}",
+                dedupe_key=f"eligibility_decision:{d['application_id']}:{sequence}",
                 context=context,
             )
     return decisions.height

@@ -14,9 +14,10 @@ from typing import Any
 
 import pandera.polars as pa
 import polars as pl
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rules.engine import Pack, load_pack
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks.notices import notify
@@ -31,6 +32,8 @@ TABLES: dict[str, type[m.Base]] = {
     "contributions": m.Contribution,
     "providers": m.Provider,
     "agencies": m.Agency,
+    "assessors": m.Assessor,
+    "assessment_events": m.AssessmentEvent,
     "applications": m.Application,
     "care_days": m.CareDay,
     "hospital_stays": m.HospitalStay,
@@ -259,26 +262,54 @@ def _acknowledge(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def _store_results(session: Session, good: pl.DataFrame) -> None:
+    """Record each result on its scheduled visit. A result that does not check out (assessors, day, scores) is
+    held for review with the reasons, and starts nothing until a corrected result replaces it."""
     for r in good.iter_rows(named=True):
-        session.execute(
-            update(m.Assessment)
-            .where(m.Assessment.application_id == r["application_id"])
-            .where(m.Assessment.agency_id == r["agency_id"])
-            .where(m.Assessment.status.in_(["scheduled", "done"]))
-            .values(
-                visited_on=r["visited_on"],
-                grade=r["grade"],
-                published_on=r["published_on"],
-                status="done",
-                **({"fee_fen": r["fee_fen"]} if r.get("fee_fen") is not None else {}),
-            )
-        )
-        session.execute(
-            update(m.Application)
-            .where(m.Application.application_id == r["application_id"])
-            .where(m.Application.status.in_(["scheduled", "assessed"]))
-            .values(status="assessed")
-        )
+        visit = session.scalars(
+            select(m.Assessment)
+            .where(m.Assessment.application_id == r["application_id"], m.Assessment.agency_id == r["agency_id"])
+            .where(m.Assessment.status.in_(["scheduled", "held"]))
+            .order_by(m.Assessment.sequence.desc())
+            .limit(1)
+        ).first()
+        if visit is None:
+            continue  # already recorded: loading the same file again changes nothing
+        app = session.get(m.Application, r["application_id"])
+        assert app is not None
+        person = session.get(m.Person, app.person_id)
+        assert person is not None
+        staff = set(session.scalars(select(m.Assessor.assessor_id).where(m.Assessor.agency_id == visit.agency_id)))
+        problems = result_problems(r, visit, load_pack(person.jurisdiction), staff)
+        visit.visited_on, visit.grade, visit.published_on = r["visited_on"], r["grade"], r["published_on"]
+        visit.assessor_ids = r.get("assessor_ids") or ""
+        visit.adl_score, visit.cognition_score = r.get("adl_score"), r.get("cognition_score")
+        visit.perception_score = r.get("perception_score")
+        if r.get("fee_fen") is not None:
+            visit.fee_fen = r["fee_fen"]
+        visit.status, visit.hold_reason = ("held", "; ".join(problems)) if problems else ("done", None)
+        if not problems and app.status == "scheduled":
+            app.status = "assessed"
+
+
+def result_problems(r: dict[str, Any], visit: m.Assessment, pack: Pack, staff: set[str]) -> list[str]:
+    """Why a returned result cannot stand as it is (empty if it checks out).
+
+    The grade is not yet checked against the item scores: the standard's score bands and combination table
+    (医保办发〔2021〕37号) could not be confirmed, so the agency's grade stands and the scores are range-checked.
+    """
+    problems = []
+    need = int(pack.param("assessment.assessors_per_visit").at(visit.scheduled_on))
+    who = sorted({x.strip() for x in (r.get("assessor_ids") or "").split(";") if x.strip()})
+    if len(who) != need:
+        problems.append(f"{len(who)} assessor(s) reported; a visit needs {need}")
+    outsiders = [x for x in who if x not in staff]
+    if outsiders:
+        problems.append(f"assessor(s) {', '.join(outsiders)} not of agency {visit.agency_id}")
+    if r["visited_on"] != visit.scheduled_on:
+        problems.append(f"visit on {r['visited_on']}, scheduled for {visit.scheduled_on}")
+    if r.get("adl_score") is not None and r["adl_score"] % 5:
+        problems.append(f"ADL score {r['adl_score']} is not a sum of the standard's item points (multiples of 5)")
+    return problems
 
 
 def _unscheduled_results(session: Session, parsed: pl.DataFrame) -> pl.DataFrame:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from ltc.formatting import mask_id, yuan
 from ltc.settings import notify_url_for
 from storage.db import session_scope, upsert
-from storage.models import Notice, Person, Provider
+from storage.models import Agency, Notice, Person, Provider
 
 # Delivery outcomes are kept on the notice row (status, attempts, last_error); apprise's own chatter is not
 # passed on to the run log.
@@ -67,6 +67,25 @@ CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
         "document",
         "assumptions",
         "draft",
+    ),
+    "assessment_reminder": (
+        "person_name",
+        "id_number",
+        "application_id",
+        "agency_name",
+        "scheduled_on",
+        "starts_at",
+        "what_to_prepare",
+    ),
+    "agency_visit": (
+        "agency_name",
+        "application_id",
+        "person_name",
+        "id_number",
+        "scheduled_on",
+        "starts_at",
+        "assessors",
+        "reason",
     ),
     "monthly_statement": ("person_name", "id_number", "period", "lines", "total_fen", "document", "draft"),
     "remittance_advice": (
@@ -248,13 +267,15 @@ def enqueue(
 
 
 def notify(
-    session: Session, recipient: Person | Provider, *, kind: str, dedupe_key: str, context: dict[str, Any]
+    session: Session, recipient: Person | Provider | Agency, *, kind: str, dedupe_key: str, context: dict[str, Any]
 ) -> None:
-    """Enqueue a notice to a person or a provider, at the channel and in the language on record."""
+    """Enqueue a notice to a person, a provider or an agency, at the channel and in the language on record."""
     if isinstance(recipient, Person):
         recipient_type, recipient_id = "person", recipient.person_id
-    else:
+    elif isinstance(recipient, Provider):
         recipient_type, recipient_id = "provider", recipient.provider_id
+    else:
+        recipient_type, recipient_id = "agency", recipient.agency_id
     enqueue(
         session,
         kind=kind,

@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 from sqlalchemy import and_, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Executable
 
 from rules.engine import period_bounds
@@ -97,6 +97,13 @@ def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
         .correlate(m.Application)
         .scalar_subquery()
     )
+    later = aliased(m.Assessment)
+    latest_done = (
+        select(func.max(later.sequence))
+        .where(later.application_id == m.Application.application_id, later.status == "done")
+        .correlate(m.Application)
+        .scalar_subquery()
+    )
     already = exists().where(
         and_(
             m.EligibilityDecision.person_id == m.Application.person_id,
@@ -121,13 +128,18 @@ def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
             m.Person.death_date,
             full_months.label("full_contribution_months"),
             already.label("already_beneficiary"),
+            m.Assessment.sequence,
         )
         .join(m.Person, m.Person.person_id == m.Application.person_id)
         .join(
             m.Assessment,
-            and_(m.Assessment.application_id == m.Application.application_id, m.Assessment.status == "done"),
+            and_(
+                m.Assessment.application_id == m.Application.application_id,
+                m.Assessment.status == "done",
+                m.Assessment.sequence == latest_done,
+            ),
         )
         .where(m.Application.status == "assessed", m.Person.jurisdiction == jurisdiction)
         .order_by(m.Application.application_id)
     )
-    return frame(session, stmt, SCHEMAS["apps"])
+    return frame(session, stmt, {**SCHEMAS["apps"], "assessment_sequence": pl.Int64})

@@ -84,6 +84,29 @@ class Agencies(Inbound):
     area: str = pa.Field(str_length={"min_value": 1})
     capacity_per_day: int = pa.Field(ge=1, le=1000, description="assessment visits per working day")
     notify_url: str = pa.Field(nullable=True)
+    contract_start: dt.date = pa.Field(nullable=True, description="first day of the agency's contract")
+    contract_end: dt.date = pa.Field(nullable=True, description="last day of the contract, empty if open")
+    linked_providers: str = pa.Field(description="care providers the agency has ties to, `;`-separated")
+    language: str = pa.Field(isin=["zh_CN", "en"])
+
+
+class Assessors(Inbound):
+    assessor_id: str = pa.Field(str_length={"min_value": 1, "max_value": 32})
+    agency_id: str = pa.Field(str_length={"min_value": 1})
+    name: str = pa.Field(str_length={"min_value": 1})
+    active: bool = pa.Field(description="can be assigned visits")
+    linked_providers: str = pa.Field(description="care providers the assessor has ties to, `;`-separated")
+
+
+class AssessmentEvents(Inbound):
+    application_id: str = pa.Field(str_length={"min_value": 1})
+    event: str = pa.Field(
+        isin=["cancel", "no_show", "objection", "reassessment"],
+        description="cancel, no_show, objection (异议, in the publicity period) or reassessment (复评)",
+    )
+    reported_on: dt.date = pa.Field()
+    reported_by: str = pa.Field(isin=["applicant", "agency", "bureau"])
+    note: str = pa.Field(nullable=True)
 
 
 class Applications(Inbound):
@@ -106,6 +129,10 @@ class AssessmentResults(Inbound):
     grade: int = pa.Field(ge=0, le=5, description="national standard grade 0-5 (医保办发〔2021〕37号)")
     published_on: dt.date = pa.Field(description="day the conclusion was published (公示)")
     fee_fen: int = pa.Field(nullable=True, ge=0, description="the agency's fee for the visit, yuan")
+    assessor_ids: str = pa.Field(nullable=True, description="the assessors who made the visit, `;`-separated")
+    adl_score: int = pa.Field(nullable=True, ge=0, le=100, description="日常生活活动能力 total, 0-100")
+    cognition_score: int = pa.Field(nullable=True, ge=0, le=16, description="认知能力 total, 0-16")
+    perception_score: int = pa.Field(nullable=True, ge=0, le=12, description="感知觉与沟通能力 total, 0-12")
 
     @pa.dataframe_check(error="published_on is before visited_on")
     def published_after_visit(cls, data: Any) -> pl.LazyFrame:
@@ -234,9 +261,41 @@ INBOUND: dict[str, InboundKind] = {
                 _c("area"),
                 _c("capacity_per_day", "int"),
                 _c("notify_url", required=False),
+                _c("contract_start", "date", False),
+                _c("contract_end", "date", False),
+                _c("linked_providers", required=False, default=""),
+                _c("language", required=False, default="zh_CN"),
             ),
             ("agency_id",),
             description="Third-party assessment agencies and their daily capacity.",
+        ),
+        InboundKind(
+            "assessors",
+            Assessors,
+            (
+                _c("assessor_id"),
+                _c("agency_id"),
+                _c("name"),
+                _c("active", "bool", False, True),
+                _c("linked_providers", required=False, default=""),
+            ),
+            ("assessor_id",),
+            (("agency_id", "agency"),),
+            "Assessors of the agencies, and the care providers each has ties to (never assigned to their clients).",
+        ),
+        InboundKind(
+            "assessment_events",
+            AssessmentEvents,
+            (
+                _c("application_id"),
+                _c("event"),
+                _c("reported_on", "date"),
+                _c("reported_by"),
+                _c("note", required=False),
+            ),
+            ("application_id", "event", "reported_on"),
+            (("application_id", "application"),),
+            "Changes to visits and results: cancellations, no-shows, objections (公示 period), re-assessments.",
         ),
         InboundKind(
             "applications",
@@ -263,6 +322,10 @@ INBOUND: dict[str, InboundKind] = {
                 _c("grade", "int"),
                 _c("published_on", "date"),
                 _c("fee", "money", False),
+                _c("assessor_ids", required=False),
+                _c("adl_score", "int", False),
+                _c("cognition_score", "int", False),
+                _c("perception_score", "int", False),
             ),
             ("application_id",),
             (("application_id", "application"), ("agency_id", "agency")),
