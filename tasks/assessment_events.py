@@ -46,7 +46,8 @@ def apply_events(jurisdiction: str) -> dict[str, int]:
                     ev.outcome = "rejected: no visit is scheduled"
                 else:
                     release(s, current, "cancelled" if ev.event == "cancel" else "no_show")
-                    _revisit(app, "reschedule", ev.reported_on)
+                    # The new visit comes after the one that fell through, never on its day.
+                    _revisit(app, "reschedule", max(ev.reported_on, current.scheduled_on))
                     ev.outcome = f"visit {current.sequence} released; a new visit is scheduled"
             elif ev.event == "objection":
                 done = next((v for v in visits if v.status == "done"), None)

@@ -1,0 +1,337 @@
+"""Assessment scheduling on a month with a statutory holiday and a make-up working day (October 2026: National
+Day 1-7 October off, Saturday 10 October a working day), checked against the calendar library directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import chinese_calendar
+import pytest
+from icalendar import Calendar
+from sqlalchemy import func, select
+
+from flows.assessment_changes import assessment_changes
+from flows.decide_eligibility import decide_eligibility
+from flows.record_assessments import record_assessments
+from flows.schedule_assessments import schedule_assessments
+from flows.send_reminders import send_reminders
+from ltc.settings import get_settings
+from storage import models as m
+from storage.db import session_scope
+from tasks.intake import load_file
+
+AREA = "青秀区"
+HOLIDAYS = {dt.date(2026, 10, d) for d in range(1, 8)}
+MAKE_UP_DAY = dt.date(2026, 10, 10)
+DEADLINE_WORKING_DAYS = 15  # nanning assessment.deadline_working_days (an assumption of the pack)
+
+
+def _csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> Path:
+    lines = [",".join(header)] + [",".join("" if r.get(h) is None else str(r[h]) for h in header) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _id_number(i: int) -> str:
+    return f"45010319500101{i:04d}"
+
+
+def world(folder: Path, n_apps: int, received: list[dt.date]) -> None:
+    """An area with two agencies of unequal capacity, their assessors (one tied to provider H001; agency AG2 tied
+    to H002), two providers and `n_apps` applications received on the given days in turn."""
+    persons = [
+        {
+            "person_id": f"P{i:04d}",
+            "name": f"申请人{i}",
+            "id_number": _id_number(i),
+            "jurisdiction": "nanning",
+            "area": AREA if i > 0 else "兴宁区",
+            "insurance_type": "employee",
+            "contribution_base": "5000.00",
+        }
+        for i in range(n_apps + 1)
+    ]
+    load_file("persons", _csv(folder / "persons.csv", list(persons[0]), persons))
+    providers = [
+        {
+            "provider_id": p,
+            "name": f"机构{p}",
+            "jurisdiction": "nanning",
+            "kind": "institution",
+            "contract_start": "2024-01-01",
+            "status": "active",
+            "bank_account": "622202000011112222",
+        }
+        for p in ("H001", "H002")
+    ]
+    load_file("providers", _csv(folder / "providers.csv", list(providers[0]), providers))
+    agencies = [
+        {
+            "agency_id": "AG1",
+            "name": "第一评估中心",
+            "jurisdiction": "nanning",
+            "area": AREA,
+            "capacity_per_day": 20,
+            "contract_start": "2026-01-01",
+            "linked_providers": "",
+        },
+        {
+            "agency_id": "AG2",
+            "name": "第二评估中心",
+            "jurisdiction": "nanning",
+            "area": AREA,
+            "capacity_per_day": 12,
+            "contract_start": "2026-01-01",
+            "linked_providers": "H002",
+        },
+    ]
+    load_file("agencies", _csv(folder / "agencies.csv", list(agencies[0]), agencies))
+    assessors = [
+        {
+            "assessor_id": f"{a}-E{k}",
+            "agency_id": a,
+            "name": f"评估员{a}{k}",
+            "linked_providers": "H001" if (a, k) == ("AG1", 1) else "",
+        }
+        for a, n in (("AG1", 9), ("AG2", 6))
+        for k in range(1, n + 1)
+    ]
+    load_file("assessors", _csv(folder / "assessors.csv", list(assessors[0]), assessors))
+    apps = [
+        {
+            "application_id": f"A{i:04d}",
+            "person_id": f"P{i:04d}",
+            "received_on": received[(i - 1) % len(received)],
+            "disabled_since": "2025-01-01",
+            "care_mode": "institutional",
+            "provider_id": "H001" if i % 2 else "H002",
+        }
+        for i in range(n_apps + 1)
+    ]
+    apps[0]["person_id"], apps[0]["received_on"] = "P0000", received[0]  # in an area no agency serves
+    load_file("applications", _csv(folder / "applications.csv", list(apps[0]), apps))
+
+
+def working_days_after(day: dt.date, n: int) -> dt.date:
+    d = day
+    while n:
+        d += dt.timedelta(days=1)
+        if chinese_calendar.is_workday(d):
+            n -= 1
+    return d
+
+
+def visits() -> list[dict[str, Any]]:
+    with session_scope() as s:
+        rows = s.execute(
+            select(m.Assessment, m.Application.received_on, m.Application.provider_id)
+            .join(m.Application)
+            .order_by(m.Assessment.application_id, m.Assessment.sequence)
+        ).all()
+        return [
+            {
+                "app": a.application_id,
+                "seq": a.sequence,
+                "agency": a.agency_id,
+                "day": a.scheduled_on,
+                "slot": a.slot_no,
+                "at": a.starts_at,
+                "assessors": a.assessor_ids,
+                "status": a.status,
+                "received": received,
+                "provider": provider,
+            }
+            for a, received, provider in rows
+        ]
+
+
+OCTOBER = [dt.date(2026, 9, 28) + dt.timedelta(days=i) for i in range(26)]  # 28 Sep .. 23 Oct, every day
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_500_applications_in_a_holiday_month(backend: str, tmp_path: Path) -> None:
+    world(tmp_path, 500, OCTOBER)
+    first = schedule_assessments("nanning")
+    assert (first["scheduled"], first["flagged"]) == (500, 1)
+    placed = visits()
+    assert len(placed) == 500 and {v["status"] for v in placed} == {"scheduled"}
+    per_day: dict[tuple[str, dt.date], int] = {}
+    assessor_times: set[tuple[str, dt.date, str]] = set()
+    for v in placed:
+        assert chinese_calendar.is_workday(v["day"]) and v["day"] not in HOLIDAYS
+        assert (
+            working_days_after(v["received"], 1) <= v["day"] <= working_days_after(v["received"], DEADLINE_WORKING_DAYS)
+        )
+        per_day[(v["agency"], v["day"])] = per_day.get((v["agency"], v["day"]), 0) + 1
+        team = v["assessors"].split(";")
+        assert len(set(team)) == 2 and all(x.startswith(v["agency"] + "-") for x in team)
+        assert not (v["provider"] == "H001" and "AG1-E1" in team)  # conflict of interest: the assessor
+        assert not (v["provider"] == "H002" and v["agency"] == "AG2")  # conflict of interest: the agency
+        for x in team:
+            assert (x, v["day"], v["at"]) not in assessor_times  # nobody in two visits at once
+            assessor_times.add((x, v["day"], v["at"]))
+    capacity = {"AG1": 20, "AG2": 12}
+    assert all(n <= capacity[agency] for (agency, _), n in per_day.items())
+    assert any(day == MAKE_UP_DAY for (_, day) in per_day)  # the make-up Saturday is worked
+    assert {agency for agency, _ in per_day} == {"AG1", "AG2"}  # load is spread
+    with session_scope() as s:
+        flagged = s.get(m.Application, "A0000")
+        assert flagged is not None and flagged.status == "received" and "兴宁区" in (flagged.problem or "")
+
+    again = schedule_assessments("nanning")
+    assert again["scheduled"] == 0 and visits() == placed
+
+    ics = Calendar.from_ical((get_settings().home / "schedules" / "AG1.ics").read_bytes())
+    events = [c for c in ics.walk("VEVENT")]
+    assert len(events) == sum(1 for v in placed if v["agency"] == "AG1")
+    assert {e.get("dtstart").dt.date() for e in events} <= {v["day"] for v in placed}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_same_inputs_give_the_same_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage.db import upgrade
+
+    plans = []
+    for run in ("a", "b"):
+        home = tmp_path / run
+        home.mkdir()
+        monkeypatch.setenv("LTC_HOME", str(home))
+        monkeypatch.setenv("LTC_DATABASE_URL", f"sqlite:///{home}/ltc.db")
+        upgrade()
+        world(home, 120, OCTOBER)
+        schedule_assessments("nanning")
+        plans.append([(v["app"], v["agency"], v["day"], v["slot"], v["assessors"]) for v in visits()])
+    assert plans[0] == plans[1] and len(plans[0]) == 120
+
+
+def _notices(kind: str, recipient: str | None = None) -> list[str]:
+    with session_scope() as s:
+        stmt = select(m.Notice.dedupe_key).where(m.Notice.kind == kind)
+        if recipient:
+            stmt = stmt.where(m.Notice.recipient_id == recipient)
+        return list(s.scalars(stmt))
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_cancellation_and_no_show_lead_to_new_slots_and_two_notices(backend: str, tmp_path: Path) -> None:
+    world(tmp_path, 4, [dt.date(2026, 10, 12)])
+    schedule_assessments("nanning")
+    before = {v["app"]: v for v in visits()}
+    events = _csv(
+        tmp_path / "events.csv",
+        ["application_id", "event", "reported_on", "reported_by", "note"],
+        [
+            {"application_id": "A0001", "event": "cancel", "reported_on": "2026-10-12", "reported_by": "applicant"},
+            {"application_id": "A0002", "event": "no_show", "reported_on": "2026-10-13", "reported_by": "agency"},
+        ],
+    )
+    out = assessment_changes(str(events), "nanning")
+    assert out["outcomes"] == {"cancel": 1, "no_show": 1} and out["scheduling"]["scheduled"] == 2
+    after = visits()
+    for app, old_status in (("A0001", "cancelled"), ("A0002", "no_show")):
+        old, new = [v for v in after if v["app"] == app]
+        assert old["status"] == old_status and new["status"] == "scheduled" and new["seq"] == 2
+        assert (new["agency"], new["day"], new["slot"]) != (
+            before[app]["agency"],
+            before[app]["day"],
+            before[app]["slot"],
+        )
+        assert _notices("assessment_scheduled", f"P{app[1:]}") == [
+            f"assessment_scheduled:{app}:1",
+            f"assessment_scheduled:{app}:2",
+        ]
+        assert _notices("agency_visit", new["agency"]).count(f"agency_visit:{app}:2") == 1
+    with session_scope() as s:
+        held = s.scalar(select(func.count()).select_from(m.SlotBooking))
+    assert held == 4  # the two released slots are free again: one booking per live visit
+    again = assessment_changes(str(events), "nanning")
+    assert again["outcomes"] == {} and len(visits()) == len(after)
+
+
+def _result(tmp_path: Path, name: str, visit: dict[str, Any], grade: int, published: dt.date, **extra: Any) -> Path:
+    row = {
+        "application_id": visit["app"],
+        "agency_id": visit["agency"],
+        "visited_on": visit["day"],
+        "grade": grade,
+        "published_on": published,
+        "assessor_ids": visit["assessors"],
+        **extra,
+    }
+    return _csv(tmp_path / name, list(row), [row])
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_an_objection_in_the_publicity_period_brings_other_assessors_and_the_first_result_starts_nothing(
+    backend: str, tmp_path: Path
+) -> None:
+    world(tmp_path, 1, [dt.date(2026, 10, 12)])
+    contributions = [
+        {
+            "person_id": "P0001",
+            "period": f"2025-{mo:02d}",
+            "due": "15.00",
+            "paid": "15.00",
+            "paid_on": f"2025-{mo:02d}-15",
+        }
+        for mo in range(1, 13)
+    ]
+    load_file("contributions", _csv(tmp_path / "c.csv", list(contributions[0]), contributions))
+    schedule_assessments("nanning")
+    (first,) = [v for v in visits() if v["app"] == "A0001"]
+
+    bad = _result(tmp_path, "bad.csv", first, 3, first["day"] + dt.timedelta(days=3), assessor_ids="AG1-E2")
+    record_assessments(str(bad), "nanning")
+    with session_scope() as s:
+        visit = s.scalars(select(m.Assessment).where(m.Assessment.application_id == "A0001")).one()
+        assert visit.status == "held" and "1 assessor(s) reported; a visit needs 2" in (visit.hold_reason or "")
+
+    published = first["day"] + dt.timedelta(days=3)
+    record_assessments(str(_result(tmp_path, "r1.csv", first, 3, published)), "nanning")
+    in_window = published + dt.timedelta(days=2)
+    assert decide_eligibility("nanning", in_window)["decided"] == 0  # still open to objection
+    late = _csv(
+        tmp_path / "late.csv",
+        ["application_id", "event", "reported_on", "reported_by"],
+        [
+            {
+                "application_id": "A0001",
+                "event": "objection",
+                "reported_on": published - dt.timedelta(days=1),
+                "reported_by": "applicant",
+            }
+        ],
+    )
+    assert assessment_changes(str(late), "nanning")["outcomes"] == {"rejected": 1}
+    objection = _csv(
+        tmp_path / "objection.csv",
+        ["application_id", "event", "reported_on", "reported_by"],
+        [{"application_id": "A0001", "event": "objection", "reported_on": in_window, "reported_by": "applicant"}],
+    )
+    assert assessment_changes(str(objection), "nanning")["outcomes"] == {"objection": 1}
+    old, new = [v for v in visits() if v["app"] == "A0001"]
+    assert old["status"] == "objected" and new["status"] == "scheduled"
+    assert not set(old["assessors"].split(";")) & set(new["assessors"].split(";"))
+    assert decide_eligibility("nanning", published + dt.timedelta(days=30))["decided"] == 0  # nothing stands
+
+    second_published = new["day"] + dt.timedelta(days=3)
+    record_assessments(str(_result(tmp_path, "r2.csv", new, 5, second_published)), "nanning")
+    decided = decide_eligibility("nanning", second_published + dt.timedelta(days=10))
+    assert (decided["decided"], decided["approved"]) == (1, 1)
+    with session_scope() as s:
+        (decision,) = s.scalars(select(m.EligibilityDecision)).all()
+    assert (decision.grade, decision.start_date, decision.assessment_sequence) == (5, second_published, 2)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_reminders_go_out_the_working_day_before(backend: str, tmp_path: Path) -> None:
+    world(tmp_path, 3, [dt.date(2026, 10, 9)])  # a Friday; the first slot is the make-up Saturday 10 October
+    schedule_assessments("nanning")
+    days = {v["day"] for v in visits()}
+    assert days == {MAKE_UP_DAY}
+    assert send_reminders("nanning", dt.date(2026, 10, 8))["reminders"] == 0
+    assert send_reminders("nanning", dt.date(2026, 10, 9))["reminders"] == 3
+    assert send_reminders("nanning", dt.date(2026, 10, 9))["reminders"] == 3  # the same three, not sent twice
+    assert len(_notices("assessment_reminder")) == 3
