@@ -36,7 +36,7 @@ FLOWS = [
     "send_notices",
     "monthly_cycle",
 ]
-EXPORTS = ["claims", "payments", "decisions", "notices", "quarantine"]
+EXPORTS = ["claims", "payments", "decisions", "notices", "quarantine", "held", "flagged"]
 
 
 @db_app.command("upgrade")

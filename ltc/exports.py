@@ -11,6 +11,8 @@ from ltc.formatting import mask_id
 from storage import models as m
 from storage.db import session_scope
 
+EXPORTS = ["claims", "payments", "decisions", "notices", "quarantine", "held", "flagged"]
+
 
 def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[list[Any]]]:
     with session_scope() as s:
@@ -121,6 +123,20 @@ def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[l
                 ]
                 for x in s.scalars(select(n).order_by(n.id))
             ]
+        if kind == "held":
+            a = m.Assessment
+            header = ["application_id", "sequence", "agency_id", "scheduled_on", "visited_on", "grade", "hold_reason"]
+            return header, [
+                [x.application_id, x.sequence, x.agency_id, x.scheduled_on, x.visited_on, x.grade, x.hold_reason]
+                for x in s.scalars(select(a).where(a.status == "held").order_by(a.application_id))
+            ]
+        if kind == "flagged":
+            ap = m.Application
+            header = ["application_id", "person_id", "received_on", "visit_reason", "problem"]
+            return header, [
+                [x.application_id, x.person_id, x.received_on, x.visit_reason, x.problem]
+                for x in s.scalars(select(ap).where(ap.problem.is_not(None)).order_by(ap.application_id))
+            ]
         if kind == "quarantine":
             q = m.QuarantinedRow
             header = ["kind", "source_file", "row_number", "row_key", "field", "reason"]
@@ -128,4 +144,4 @@ def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[l
                 [x.kind, x.source_file, x.row_number, x.row_key, x.field, x.reason]
                 for x in s.scalars(select(q).order_by(q.kind, q.source_file, q.row_number))
             ]
-    raise ValueError(f"unknown export {kind!r}; one of claims, payments, decisions, notices, quarantine")
+    raise ValueError(f"unknown export {kind!r}; one of {', '.join(EXPORTS)}")

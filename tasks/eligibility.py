@@ -10,7 +10,7 @@ import polars as pl
 from pandera.typing.polars import DataFrame
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from rules.engine import Pack, RulesError, load_pack, reasons, with_params
 from rules.formulas import resolve
@@ -65,6 +65,34 @@ def decide(inputs: dict[str, pl.DataFrame], jurisdiction: str, as_of: dt.date) -
     return DataFrame[Decisions](out)
 
 
+def _supersede(s: Any, d: dict[str, Any], sequence: int) -> None:
+    """A later assessment of the same application replaces the earlier decision from its own start: an approval
+    from its start date, a refusal (reassessed below the threshold) from the end the pack gives it, or else from
+    the publication of the new conclusion. The earlier entitlement ends the day before."""
+    if sequence == 1:
+        return
+    visit = s.scalars(
+        select(m.Assessment).where(
+            m.Assessment.application_id == d["application_id"], m.Assessment.sequence == sequence
+        )
+    ).one()
+    if d["approved"] and d["start_date"] is not None:
+        stop = d["start_date"] - dt.timedelta(days=1)
+    elif d["end_date"] is not None:
+        stop = d["end_date"]
+    else:
+        stop = visit.published_on - dt.timedelta(days=1)
+    for earlier in s.scalars(
+        select(m.EligibilityDecision).where(
+            m.EligibilityDecision.application_id == d["application_id"],
+            m.EligibilityDecision.assessment_sequence < sequence,
+            m.EligibilityDecision.approved.is_(True),
+        )
+    ):
+        if earlier.end_date is None or earlier.end_date > stop:
+            earlier.end_date = stop
+
+
 NOT_ELIGIBILITY_NODES = {"billing", "contributions", "payment", "fund", "assessment", "assistive_devices"}
 
 
@@ -94,6 +122,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
             sequence = int(d["assessment_sequence"])
             person = s.get(m.Person, d["person_id"])
             assert person is not None
+            _supersede(s, d, sequence)
             why = [{"code": c, **catalogue[c]} for c in d["reason_codes"]]
             upsert(
                 s,

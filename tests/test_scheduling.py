@@ -324,6 +324,35 @@ def test_an_objection_in_the_publicity_period_brings_other_assessors_and_the_fir
         (decision,) = s.scalars(select(m.EligibilityDecision)).all()
     assert (decision.grade, decision.start_date, decision.assessment_sequence) == (5, second_published, 2)
 
+    # 复评: a re-assessment on request after the decision brings a visit by yet other assessors; a result below
+    # severe ends the benefit the day before its publication.
+    request = _csv(
+        tmp_path / "reassess.csv",
+        ["application_id", "event", "reported_on", "reported_by"],
+        [
+            {
+                "application_id": "A0001",
+                "event": "reassessment",
+                "reported_on": dt.date(2026, 11, 23),
+                "reported_by": "applicant",
+            }
+        ],
+    )
+    assert assessment_changes(str(request), "nanning")["outcomes"] == {"reassessment": 1}
+    third = [v for v in visits() if v["app"] == "A0001"][-1]
+    assert third["seq"] == 3 and third["status"] == "scheduled"
+    earlier = set(old["assessors"].split(";")) | set(new["assessors"].split(";"))
+    assert not earlier & set(third["assessors"].split(";"))
+    third_published = third["day"] + dt.timedelta(days=3)
+    record_assessments(str(_result(tmp_path, "r3.csv", third, 2, third_published)), "nanning")
+    assert decide_eligibility("nanning", third_published + dt.timedelta(days=10))["denied"] == 1
+    with session_scope() as s:
+        first_decision, second_decision = s.scalars(
+            select(m.EligibilityDecision).order_by(m.EligibilityDecision.assessment_sequence)
+        ).all()
+    assert first_decision.approved and first_decision.end_date == third_published - dt.timedelta(days=1)
+    assert not second_decision.approved and second_decision.assessment_sequence == 3
+
 
 @pytest.mark.usefixtures("prefect_server")
 def test_reminders_go_out_the_working_day_before(backend: str, tmp_path: Path) -> None:
