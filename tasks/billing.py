@@ -18,9 +18,10 @@ from ltc.formatting import yuan
 from rules.engine import Pack, RulesError, load_pack, period_bounds, reasons
 from rules.formulas import resolve
 from storage import models as m
-from storage.db import session_scope, upsert
+from storage.bulk import bulk_upsert
+from storage.db import session_scope
 from tasks import records
-from tasks.notices import notify
+from tasks.notices import Outbox
 from tasks.schemas import Claims
 
 DEFAULT_CAP_REASON = {"zh": "超过支付限额的部分不予支付。", "clause": "（支付限额）"}
@@ -92,43 +93,53 @@ def write_claims(claims: pl.DataFrame, jurisdiction: str, period: str) -> int:
     """Upsert the period's claim lines (never one already paid) and each beneficiary's monthly statement."""
     pack = load_pack(jurisdiction)
     catalogue = reasons(pack)
+    keys = ["person_id", "provider_id", "care_mode"]
     with session_scope() as s:
-        paid = set(
+        paid = pl.DataFrame(
             s.execute(
                 select(m.ClaimLine.person_id, m.ClaimLine.provider_id, m.ClaimLine.care_mode)
                 .join(m.PaymentLine, m.PaymentLine.claim_line_id == m.ClaimLine.id)
                 .where(m.ClaimLine.period == period, m.ClaimLine.jurisdiction == jurisdiction)
-            )
+            ).all(),
+            schema=dict.fromkeys(keys, pl.Utf8),
+            orient="row",
         )
-        rows = []
-        for c in claims.iter_rows(named=True):
-            if (c["person_id"], c["provider_id"], c["care_mode"]) in paid:
-                continue
-            exclusions = {e["reason"]: e["days"] for e in c["exclusions"]}
-            rows.append(
-                {
-                    "person_id": c["person_id"],
-                    "provider_id": c["provider_id"],
-                    "period": period,
-                    "jurisdiction": jurisdiction,
-                    "care_mode": c["care_mode"],
-                    "grade": c["grade"],
-                    "days_submitted": c["days_submitted"],
-                    "days_paid": c["days_paid"],
-                    "days_excluded": c["days_excluded"],
-                    "submitted_fen": c["submitted_fen"],
-                    "gross_fen": c["gross_fen"],
-                    "payable_fen": c["payable_fen"],
-                    "personal_fen": c["personal_fen"],
-                    "over_cap_fen": c["over_cap_fen"],
-                    "policy_draft": pack.draft,
-                    "exclusions": exclusions,
-                    "rules": _cites(pack, c["rule_params"], period),
-                }
+        lines = claims.join(paid, on=keys, how="anti")
+        cites = {
+            tuple(names): json.dumps(_cites(pack, list(names), period), ensure_ascii=False)
+            for names in lines["rule_params"].unique().to_list()
+        }
+        rules = pl.DataFrame(
+            {"rule_params": [list(k) for k in cites], "rules": list(cites.values())},
+            schema={"rule_params": pl.List(pl.Utf8), "rules": pl.Utf8},
+        )
+        frame = lines.join(rules, on="rule_params", how="left", nulls_equal=True).select(
+            "person_id",
+            "provider_id",
+            pl.lit(period).alias("period"),
+            pl.lit(jurisdiction).alias("jurisdiction"),
+            "care_mode",
+            "grade",
+            "days_submitted",
+            "days_paid",
+            "days_excluded",
+            "submitted_fen",
+            "gross_fen",
+            "payable_fen",
+            "personal_fen",
+            "over_cap_fen",
+            pl.lit(pack.draft).alias("policy_draft"),
+            pl.col("exclusions")
+            .map_elements(
+                lambda ex: json.dumps({e["reason"]: e["days"] for e in ex}, ensure_ascii=False),
+                return_dtype=pl.Utf8,
             )
-        upsert(s, m.ClaimLine, rows, ["person_id", "provider_id", "period", "care_mode"])
+            .alias("exclusions"),
+            "rules",
+        )
+        bulk_upsert(s, m.ClaimLine, frame, ["person_id", "provider_id", "period", "care_mode"])
         _enqueue_statements(s, claims, pack, catalogue, period)
-    return len(rows)
+    return frame.height
 
 
 def _enqueue_statements(
@@ -137,8 +148,15 @@ def _enqueue_statements(
     if claims.is_empty():
         return
     provider_names = dict(s.execute(select(m.Provider.provider_id, m.Provider.name)).all())
+    wanted = claims["person_id"].unique().to_list()
+    people: dict[str, m.Person] = {}
+    for i in range(0, len(wanted), 10_000):
+        people.update(
+            (p.person_id, p) for p in s.scalars(select(m.Person).where(m.Person.person_id.in_(wanted[i : i + 10_000])))
+        )
+    outbox = Outbox(s)
     for (person_id,), group in claims.sort("person_id", "provider_id").group_by("person_id", maintain_order=True):
-        person = s.get(m.Person, person_id)
+        person = people.get(str(person_id))
         if person is None:
             continue
         lines = []
@@ -178,10 +196,10 @@ def _enqueue_statements(
             "draft": pack.draft,
         }
         digest = hashlib.sha256(json.dumps(lines, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
-        notify(
-            s,
+        outbox.notify(
             person,
             kind="monthly_statement",
             dedupe_key=f"monthly_statement:{person_id}:{period}:{digest}",
             context=context,
         )
+    outbox.flush()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from rules.engine import Pack, load_pack
 from storage import models as m
+from storage.bulk import bulk_upsert
 from storage.db import session_scope, upsert
 from tasks.notices import notify
 from tasks.schemas import INBOUND, Column, InboundKind
@@ -233,10 +234,9 @@ def store(session: Session, spec: InboundKind, good: pl.DataFrame, given: set[st
         _store_results(session, good)
         return
     fields = [c.field for c in spec.columns if c.header in given or c.field in spec.key]
-    rows = good.select(fields).to_dicts()
-    upsert(session, TABLES[spec.kind], rows, spec.key)
+    bulk_upsert(session, TABLES[spec.kind], good.select(fields), spec.key)
     if spec.kind == "applications":
-        _acknowledge(session, rows)
+        _acknowledge(session, good.select(fields).to_dicts())
 
 
 def _acknowledge(session: Session, rows: list[dict[str, Any]]) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import apprise
+import polars as pl
 from apprise.decorators import notify as apprise_notification
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, UndefinedError
 from sqlalchemy import func, select
@@ -238,6 +239,24 @@ def render(kind: str, language: str, context: dict[str, Any]) -> tuple[str, str]
     return subject.strip(), body.lstrip("\n")
 
 
+def _row(
+    kind: str, recipient_type: str, recipient_id: str, url: str, language: str, dedupe_key: str, context: dict[str, Any]
+) -> dict[str, Any]:
+    subject, body = render(kind, language, context)
+    return {
+        "dedupe_key": dedupe_key,
+        "kind": kind,
+        "recipient_type": recipient_type,
+        "recipient_id": recipient_id,
+        "url": url,
+        "language": language,
+        "subject": subject,
+        "body": body,
+        "status": "pending",
+        "attempts": 0,
+    }
+
+
 def enqueue(
     session: Session,
     *,
@@ -250,45 +269,62 @@ def enqueue(
     context: dict[str, Any],
 ) -> None:
     """Render a notice and add it to the outbox in the caller's transaction; an existing dedupe_key wins."""
-    subject, body = render(kind, language, context)
-    row = {
-        "dedupe_key": dedupe_key,
-        "kind": kind,
-        "recipient_type": recipient_type,
-        "recipient_id": recipient_id,
-        "url": url,
-        "language": language,
-        "subject": subject,
-        "body": body,
-        "status": "pending",
-        "attempts": 0,
-    }
+    row = _row(kind, recipient_type, recipient_id, url, language, dedupe_key, context)
     upsert(session, Notice, [row], keys=["dedupe_key"], update=False)
+
+
+def _recipient(recipient: Person | Provider | Agency) -> tuple[str, str]:
+    if isinstance(recipient, Person):
+        return "person", recipient.person_id
+    if isinstance(recipient, Provider):
+        return "provider", recipient.provider_id
+    return "agency", recipient.agency_id
 
 
 def notify(
     session: Session, recipient: Person | Provider | Agency, *, kind: str, dedupe_key: str, context: dict[str, Any]
 ) -> None:
     """Enqueue a notice to a person, a provider or an agency, at the channel and in the language on record."""
-    if isinstance(recipient, Person):
-        recipient_type, recipient_id = "person", recipient.person_id
-    elif isinstance(recipient, Provider):
-        recipient_type, recipient_id = "provider", recipient.provider_id
-    else:
-        recipient_type, recipient_id = "agency", recipient.agency_id
+    recipient_type, recipient_id = _recipient(recipient)
+    url = notify_url_for(recipient.notify_url)
     enqueue(
         session,
         kind=kind,
         recipient_type=recipient_type,
         recipient_id=recipient_id,
-        url=notify_url_for(recipient.notify_url),
+        url=url,
         language=recipient.language,
         dedupe_key=dedupe_key,
         context=context,
     )
 
 
-__all__ = ["deliver_pending", "enqueue", "mask_id", "notify", "render", "yuan"]
+class Outbox:
+    """Many notices rendered in memory and written with one bulk insert, in the caller's transaction (for a
+    month's statements: one per beneficiary)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.rows: list[dict[str, Any]] = []
+
+    def notify(
+        self, recipient: Person | Provider | Agency, *, kind: str, dedupe_key: str, context: dict[str, Any]
+    ) -> None:
+        recipient_type, recipient_id = _recipient(recipient)
+        url = notify_url_for(recipient.notify_url)
+        self.rows.append(_row(kind, recipient_type, recipient_id, url, recipient.language, dedupe_key, context))
+
+    def flush(self) -> int:
+        from storage.bulk import bulk_upsert
+
+        if not self.rows:
+            return 0
+        n = bulk_upsert(self.session, Notice, pl.DataFrame(self.rows), ["dedupe_key"], update=False)
+        self.rows = []
+        return n
+
+
+__all__ = ["Outbox", "deliver_pending", "enqueue", "mask_id", "notify", "render", "yuan"]
 
 
 # --- the file outbox ----------------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def test_load_exit_status_tells_clean_from_rejections_from_failure(backend: str,
 
 def test_a_file_without_an_optional_column_leaves_it_as_it_was(backend: str, tmp_path: Path) -> None:
     with_urls = PERSONS.replace("work_injury_care_allowance\n", "work_injury_care_allowance,notify_url\n").replace(
-        ",false\n", ",false,mailto://p1@example.org\n"
+        ",false\n", ",true,mailto://p1@example.org\n"
     )
     load_file("persons", _write(tmp_path, "persons.csv", with_urls))
     deaths = "person_id,name,id_number,jurisdiction,area,insurance_type,contribution_base,death_date\n"
@@ -106,3 +106,4 @@ def test_a_file_without_an_optional_column_leaves_it_as_it_was(backend: str, tmp
         assert p1 is not None
         assert p1.death_date is not None and p1.death_date.isoformat() == "2026-03-20"
         assert p1.notify_url == "mailto://p1@example.org"
+        assert p1.work_injury_care_allowance  # a column the file lacks keeps its value, even one with a default

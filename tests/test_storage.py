@@ -54,3 +54,45 @@ def test_upsert_on_a_natural_key_updates_instead_of_duplicating(backend: str) ->
         upsert(s, m.Agency, [{**row, "capacity_per_day": 7}], ["agency_id"])
     with session_scope() as s:
         assert [a.capacity_per_day for a in s.scalars(select(m.Agency))] == [7]
+
+
+def test_bulk_upsert_copies_defaults_and_updates_only_the_columns_given(backend: str) -> None:
+    import polars as pl
+
+    from storage.bulk import bulk_upsert
+
+    people = pl.DataFrame(
+        {
+            "person_id": ["P1", "P2"],
+            "name": ["甲", "乙"],
+            "id_number": ["450103195001011234", "45010319500101123X"],
+            "jurisdiction": ["nanning", "nanning"],
+            "area": ["青秀区", "青秀区"],
+            "insurance_type": ["employee", "retiree"],
+            "contribution_base_fen": [500000, 300000],
+            "work_injury_care_allowance": [True, False],
+            "death_date": [None, dt.date(2026, 3, 20)],
+        }
+    )
+    with session_scope() as s:
+        assert bulk_upsert(s, m.Person, people, ["person_id"]) == 2
+    later = pl.DataFrame(
+        {
+            "person_id": ["P1", "P3"],
+            "name": ["甲改", "丙"],
+            "id_number": ["x" * 18, "y" * 18],
+            "jurisdiction": ["nanning"] * 2,
+            "area": ["兴宁区"] * 2,
+            "insurance_type": ["employee"] * 2,
+            "contribution_base_fen": [1, 2],
+        }
+    )
+    with session_scope() as s:
+        bulk_upsert(s, m.Person, later, ["person_id"])
+        bulk_upsert(s, m.Person, later, ["person_id"], update=False)
+    with session_scope() as s:
+        rows = {p.person_id: p for p in s.scalars(select(m.Person))}
+    assert sorted(rows) == ["P1", "P2", "P3"]
+    assert rows["P1"].name == "甲改" and rows["P1"].work_injury_care_allowance  # not in the frame: kept
+    assert rows["P3"].language == "zh_CN" and not rows["P3"].work_injury_care_allowance  # model defaults
+    assert rows["P2"].death_date == dt.date(2026, 3, 20)

@@ -1,0 +1,309 @@
+"""Benchmark of monthly billing (Nanning rules) on a synthetic month, with an independent DuckDB reference.
+
+    uv run python bench/bench_billing.py --n 10000 --backend sqlite
+    uv run python bench/bench_billing.py --n 100000 --backend postgresql
+
+For N beneficiaries (grades 3-5, two thirds in institutions billing every day, one third at home with about
+twelve service items a month; late starts, deaths, hospital stays and a few bad rows), it:
+  1. writes the month's care days as a CSV and loads it through `ltc load care_days` (parse, validate, quarantine,
+     bulk write), and, on PostgreSQL, times a raw COPY of the same file for comparison;
+  2. runs the `bill_month` flow through Prefect (read, validate, compute, write, commit) and times it;
+  3. times each stage again on its own, outside Prefect;
+  4. computes the same bill with a DuckDB SQL implementation of 南府规〔2023〕26号 三(三)3-4 written independently
+     of `rules/`, and checks that every claim line's amount matches to the fen;
+and prints wall time, rows per second and peak RSS per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+PERIOD = "2026-03"
+FIRST, LAST = dt.date(2026, 3, 1), dt.date(2026, 3, 31)
+# The clause figures of 南府规〔2023〕26号 三(三)3(2), for the independent reference only.
+REF_RATE_FEN = {5: 6600, 4: 6200, 3: 5700}
+REF_HOME_QUOTA_FEN = 185000
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic(n: int, seed: int = 7) -> dict[str, pl.DataFrame]:
+    """The registry and the month's care days for n beneficiaries, as frames."""
+    ids = pl.int_range(0, n, eager=True)
+    h = (ids * 2654435761 + seed) % 4294967296
+    persons = (
+        pl.DataFrame({"i": ids})
+        .select(pl.format("P{}", pl.col("i").cast(pl.Utf8).str.zfill(8)).alias("person_id"))
+        .with_columns(h=h)
+        .with_columns(
+            provider_id=pl.format("H{}", (pl.col("h") % max(n // 200, 2)).cast(pl.Utf8).str.zfill(5)),
+            grade=(3 + pl.col("h") % 3).cast(pl.Int64),
+            mode=pl.when(pl.col("h") % 3 == 0).then(pl.lit("home")).otherwise(pl.lit("institutional")),
+            start=pl.lit(FIRST)
+            + pl.duration(days=pl.when(pl.col("h") % 17 == 0).then(pl.col("h") % 20).otherwise(-60)),
+            death=pl.when(pl.col("h") % 53 == 0)
+            .then(pl.lit(FIRST) + pl.duration(days=pl.col("h") % 31))
+            .otherwise(None)
+            .cast(pl.Date),
+        )
+    )
+    days = pl.DataFrame({"care_date": pl.date_range(FIRST, LAST, "1d", eager=True)})
+    care = (
+        persons.join(days, how="cross")
+        .filter((pl.col("mode") == "institutional") | ((pl.col("h") + pl.col("care_date").dt.day()) % 5 < 2))
+        .select(
+            "person_id",
+            "provider_id",
+            pl.lit(PERIOD).alias("period"),
+            pl.col("care_date").dt.strftime("%Y-%m-%d"),
+            pl.col("mode").alias("care_mode"),
+            pl.when(pl.col("mode") == "home").then(pl.lit("JJ01")).otherwise(pl.lit("")).alias("item_code"),
+            pl.when(pl.col("mode") == "home")
+            .then(((6000 + (pl.col("h") * 7 + pl.col("care_date").dt.day()) % 20000) / 100).round(2).cast(pl.Utf8))
+            .otherwise(pl.lit("0.00"))
+            .alias("amount"),
+        )
+    )
+    bad = care.head(4).with_columns(
+        pl.Series("person_id", ["P_UNKNOWN", care["person_id"][1], care["person_id"][2], care["person_id"][3]]),
+        pl.Series("care_date", [care["care_date"][0], "2026-04-01", "2026-03-3x", care["care_date"][3]]),
+        pl.Series("amount", ["0.00", "0.00", "0.00", "-5.00"]),
+    )
+    stays = persons.filter(pl.col("h") % 20 == 1).select(
+        "person_id",
+        (pl.lit(FIRST) + pl.duration(days=pl.col("h") % 25)).alias("admitted_on"),
+        (pl.lit(FIRST) + pl.duration(days=pl.col("h") % 25 + 2 + pl.col("h") % 5)).alias("discharged_on"),
+    )
+    return {"persons": persons, "care": pl.concat([care, bad]), "stays": stays}
+
+
+def load_registry(data: dict[str, pl.DataFrame]) -> None:
+    """Persons, providers, applications, assessments and approved decisions, written in bulk."""
+    from storage import models as m
+    from storage.bulk import bulk_upsert
+    from storage.db import session_scope
+
+    p = data["persons"]
+    with session_scope() as s:
+        bulk_upsert(
+            s,
+            m.Person,
+            p.select(
+                "person_id",
+                pl.lit("测试").alias("name"),
+                pl.lit("450103195001011234").alias("id_number"),
+                pl.lit("nanning").alias("jurisdiction"),
+                pl.lit("青秀区").alias("area"),
+                pl.lit("employee").alias("insurance_type"),
+                pl.lit(500000).alias("contribution_base_fen"),
+                pl.col("death").alias("death_date"),
+            ),
+            ["person_id"],
+        )
+        provs = p.select("provider_id").unique().sort("provider_id")
+        bulk_upsert(
+            s,
+            m.Provider,
+            provs.with_columns(
+                name=pl.format("机构{}", "provider_id"),
+                jurisdiction=pl.lit("nanning"),
+                kind=pl.lit("mixed"),
+                contract_start=pl.lit(dt.date(2024, 1, 1)),
+                status=pl.lit("active"),
+                bank_account=pl.lit("622202000011112222"),
+            ),
+            ["provider_id"],
+        )
+        apps = p.select(
+            pl.format("A{}", pl.col("person_id").str.slice(1)).alias("application_id"),
+            "person_id",
+            pl.lit(dt.date(2025, 11, 1)).alias("received_on"),
+            pl.lit(dt.date(2025, 1, 1)).alias("disabled_since"),
+            pl.col("mode").alias("care_mode"),
+            pl.lit("decided").alias("status"),
+        )
+        bulk_upsert(s, m.Application, apps, ["application_id"])
+        bulk_upsert(
+            s,
+            m.EligibilityDecision,
+            p.select(
+                pl.format("A{}", pl.col("person_id").str.slice(1)).alias("application_id"),
+                pl.lit(1).alias("assessment_sequence"),
+                "person_id",
+                pl.lit("nanning").alias("jurisdiction"),
+                pl.lit(dt.date(2026, 1, 1)).alias("decided_on"),
+                pl.lit(True).alias("approved"),
+                "grade",
+                pl.col("start").alias("start_date"),
+                pl.col("death").alias("end_date"),
+                pl.lit("[]").alias("reasons"),
+                pl.lit("[]").alias("rules"),
+            ),
+            ["application_id", "assessment_sequence"],
+        )
+        bulk_upsert(s, m.HospitalStay, data["stays"], ["person_id", "admitted_on"])
+
+
+def duckdb_reference(inputs: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, float]:
+    """The Nanning month in SQL, written from the clause text, not from rules/."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    for name in ("care", "entitlements", "persons", "stays"):
+        con.register(name, inputs[name].to_arrow())
+    values = ", ".join(f"({g}, {r})" for g, r in REF_RATE_FEN.items())
+    con.execute(f"CREATE TABLE rates AS SELECT * FROM (VALUES {values}) t(grade, rate)")
+    sql = f"""
+    WITH days AS (
+      SELECT person_id, provider_id, care_mode, care_date, sum(amount_fen) AS amount
+      FROM care GROUP BY ALL
+    ), st AS (
+      SELECT d.*, e.grade, e.start_date, e.end_date, p.death_date,
+        EXISTS (SELECT 1 FROM stays s WHERE s.person_id = d.person_id AND d.care_date > s.admitted_on
+                AND (s.discharged_on IS NULL OR d.care_date <= s.discharged_on)) AS in_hospital
+      FROM days d
+      LEFT JOIN entitlements e ON e.person_id = d.person_id
+      LEFT JOIN persons p ON p.person_id = d.person_id
+    ), paid AS (
+      SELECT *, (start_date IS NOT NULL AND care_date >= start_date
+                 AND (end_date IS NULL OR care_date <= end_date)
+                 AND (death_date IS NULL OR care_date <= death_date) AND NOT in_hospital) AS ok
+      FROM st
+    ), lines AS (
+      SELECT person_id, provider_id, care_mode,
+        sum(CASE WHEN ok AND care_mode = 'institutional' THEN r.rate
+                 WHEN ok AND care_mode = 'home' THEN amount ELSE 0 END) AS gross
+      FROM paid LEFT JOIN rates r USING (grade) GROUP BY ALL
+    )
+    SELECT person_id, provider_id, care_mode,
+      CASE WHEN care_mode = 'home'
+           THEN greatest(least(sum(gross) OVER w, {REF_HOME_QUOTA_FEN}) - (sum(gross) OVER w - gross), 0)
+           ELSE gross END AS payable_fen
+    FROM lines
+    WINDOW w AS (PARTITION BY person_id, care_mode ORDER BY provider_id ROWS UNBOUNDED PRECEDING)
+    """
+    t = time.perf_counter()
+    out = pl.from_arrow(con.sql(sql).to_arrow_table())
+    assert isinstance(out, pl.DataFrame)
+    return out.with_columns(pl.col("payable_fen").cast(pl.Int64)), time.perf_counter() - t
+
+
+def run(n: int, backend: str, workdir: Path) -> list[tuple[str, float, int, float]]:
+    """One benchmark run; returns (stage, seconds, rows, peak RSS MB)."""
+    if backend == "postgresql":
+        import psycopg
+
+        name = f"ltc_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        os.environ["LTC_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    else:
+        os.environ["LTC_DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
+    os.environ["LTC_HOME"] = str(workdir)
+    from flows.bill_month import bill_month
+    from storage.db import session_scope, upgrade
+    from tasks.billing import billing_inputs, compute_claims, write_claims
+    from tasks.intake import load_file
+
+    upgrade()
+    results = []
+    data = synthetic(n)
+    load_registry(data)
+    csv_path = workdir / "care_days.csv"
+    data["care"].write_csv(csv_path)
+    rows = data["care"].height
+
+    t = time.perf_counter()
+    report = load_file("care_days", csv_path)
+    results.append(("load + validate care days (ltc load)", time.perf_counter() - t, rows, peak_rss_mb()))
+    assert report.quarantined == 4, report.errors[:5]
+    if backend == "postgresql":
+        with session_scope() as s:
+            raw: Any = s.connection().connection.dbapi_connection
+            with raw.cursor() as cur:
+                cur.execute(
+                    "CREATE TEMP TABLE raw_copy (person_id text, provider_id text, period text, care_date text, "
+                    "care_mode text, item_code text, amount text)"
+                )
+                t = time.perf_counter()
+                with csv_path.open("rb") as f, cur.copy("COPY raw_copy FROM STDIN WITH (FORMAT csv, HEADER)") as cp:
+                    while chunk := f.read(1 << 20):
+                        cp.write(chunk)
+                results.append(("raw COPY of the same file (reference)", time.perf_counter() - t, rows, peak_rss_mb()))
+
+    t = time.perf_counter()
+    summary = bill_month("nanning", PERIOD)
+    flow_wall = time.perf_counter() - t
+    results.append(("bill_month through Prefect (read..commit)", flow_wall, rows, peak_rss_mb()))
+
+    t = time.perf_counter()
+    inputs = billing_inputs.fn("nanning", PERIOD)
+    results.append(("  read", time.perf_counter() - t, rows, peak_rss_mb()))
+    t = time.perf_counter()
+    claims = compute_claims.fn(inputs, "nanning", PERIOD)
+    results.append(("  compute + validate", time.perf_counter() - t, rows, peak_rss_mb()))
+    t = time.perf_counter()
+    write_claims.fn(claims, "nanning", PERIOD)
+    results.append(("  write (claims, statements)", time.perf_counter() - t, claims.height, peak_rss_mb()))
+
+    reference, ref_seconds = duckdb_reference(inputs)
+    results.append(("DuckDB reference compute", ref_seconds, rows, peak_rss_mb()))
+    ours = claims.select("person_id", "provider_id", "care_mode", "payable_fen")
+    diff = ours.join(reference, on=["person_id", "provider_id", "care_mode"], how="full", suffix="_ref").filter(
+        pl.col("payable_fen").fill_null(-1) != pl.col("payable_fen_ref").fill_null(-1)
+    )
+    print(f"claim lines {ours.height}, total {summary['payable_fen'] / 100:,.2f} yuan, mismatches {diff.height}")
+    if diff.height:
+        print(diff.head(10))
+        sys.exit(1)
+    return results
+
+
+def _drop_bench_database() -> None:
+    url = os.environ.get("LTC_DATABASE_URL", "")
+    if "/ltc_bench_" not in url:
+        return
+    import psycopg
+
+    from storage.db import get_engine
+
+    get_engine(url).dispose()
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=10000, help="beneficiaries")
+    ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            results = run(args.n, args.backend, Path(d))
+        finally:
+            _drop_bench_database()
+    print(f"\nN = {args.n:,} beneficiaries on {args.backend}")
+    print(f"{'stage':45} {'seconds':>9} {'rows/s':>12} {'peak RSS MB':>12}")
+    for stage, seconds, rows, rss in results:
+        print(f"{stage:45} {seconds:9.2f} {rows / seconds if seconds else 0:12,.0f} {rss:12.0f}")
+
+
+if __name__ == "__main__":
+    main()
