@@ -77,6 +77,32 @@ def compute_claims(inputs: dict[str, pl.DataFrame], jurisdiction: str, period: s
     return DataFrame[Claims](out)
 
 
+PERSON_FRAMES = ("care", "entitlements", "persons", "stays", "contributions", "ytd")
+
+
+@task(cache_policy=NO_CACHE)
+def partition_inputs(inputs: dict[str, pl.DataFrame], shards: int) -> list[dict[str, pl.DataFrame]]:
+    """Split the month by person (a stable hash of the id), so each part bills whole persons: every rule, quotas
+    and caps included, looks at one person at a time. Shared frames (providers) go to every part."""
+    if shards <= 1:
+        return [inputs]
+    parts: list[dict[str, pl.DataFrame]] = [{} for _ in range(shards)]
+    for name, frame in inputs.items():
+        if name not in PERSON_FRAMES:
+            for part in parts:
+                part[name] = frame
+            continue
+        shard = frame["person_id"].hash(seed=0) % shards
+        for i, part in enumerate(parts):
+            part[name] = frame.filter(shard == i)
+    return parts
+
+
+@task(cache_policy=NO_CACHE)
+def combine_claims(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(parts).sort("person_id", "provider_id", "care_mode")
+
+
 def _cites(pack: Pack, names: list[str | None], period: str) -> list[dict[str, Any]]:
     first, last = period_bounds(period)
     seen: list[dict[str, Any]] = []
