@@ -32,7 +32,11 @@ def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[l
                 "days_paid",
                 "days_excluded",
                 "submitted_fen",
+                "gross_fen",
                 "payable_fen",
+                "personal_fen",
+                "over_cap_fen",
+                "policy_draft",
                 "exclusions",
                 "rules",
             ]
