@@ -12,6 +12,7 @@ from flows.bill_month import bill_month
 from flows.contributions import contributions
 from flows.decide_eligibility import decide_eligibility
 from flows.intake import intake
+from flows.issue_statements import issue_statements
 from flows.monthly_cycle import monthly_cycle
 from flows.pay_providers import pay_providers
 from flows.record_assessments import record_assessments
@@ -28,6 +29,7 @@ FLOWS = [
     send_reminders,
     decide_eligibility,
     bill_month,
+    issue_statements,
     pay_providers,
     send_notices,
     monthly_cycle,

@@ -1,29 +1,47 @@
-"""Bill one month: care days become claim lines, computed in parts of whole persons, written in bulk."""
+"""Bill one month: the pooling area's persons in parts, each part read, computed and written by one task."""
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from prefect import flow, unmapped
 
-from tasks.billing import billing_inputs, combine_claims, compute_claims, partition_inputs, write_claims
+from flows.runners import billing_runner
+from tasks.billing import bill_part, plan_parts
 
-SHARDS_ENV = "LTC_BILLING_SHARDS"
+PART_PERSONS_ENV = "LTC_BILLING_PART_PERSONS"
+DEFAULT_PART_PERSONS = 100_000
 
 
-@flow(name="bill-month", flow_run_name="bill {jurisdiction} {period}")
-def bill_month(jurisdiction: str, period: str, shards: int | None = None) -> dict[str, Any]:
-    """`shards` (default `LTC_BILLING_SHARDS`, else 1): parts the month is billed in, one task each."""
-    inputs = billing_inputs(jurisdiction, period)
-    parts = partition_inputs(inputs, shards or int(os.environ.get(SHARDS_ENV, "1")))
-    computed = compute_claims.map(parts, unmapped(jurisdiction), unmapped(period))
-    claims = combine_claims([f.result() for f in computed])
-    written = write_claims(claims, jurisdiction, period)
-    return {
-        "claim_lines": claims.height,
-        "written": written,
-        "days_paid": int(claims["days_paid"].sum()),
-        "days_excluded": int(claims["days_excluded"].sum()),
-        "payable_fen": int(claims["payable_fen"].sum()),
+def persons_per_part() -> int:
+    return int(os.environ.get(PART_PERSONS_ENV) or DEFAULT_PART_PERSONS)
+
+
+def _covered(intervals: list[tuple[float, float]]) -> float:
+    """Seconds during which at least one of the intervals was running (tasks in parallel count once)."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+@flow(name="bill-month", flow_run_name="bill {jurisdiction} {period}", task_runner=billing_runner())
+def bill_month(jurisdiction: str, period: str, part_persons: int | None = None) -> dict[str, Any]:
+    """`part_persons` (default `LTC_BILLING_PART_PERSONS`, else 100,000): persons per part. Parts run on the
+    flow's task runner: threads on this machine, or the Dask cluster at `LTC_DASK_ADDRESS`."""
+    t = time.time()
+    parts = plan_parts(jurisdiction, period, part_persons or persons_per_part())
+    planned = (t, time.time())
+    done = [f.result() for f in bill_part.map(unmapped(jurisdiction), unmapped(period), parts)]
+    totals = {k: sum(d[k] for d in done) for k in ("claim_lines", "written", "care_days", "days_paid")}
+    totals |= {k: sum(d[k] for d in done) for k in ("days_excluded", "payable_fen")}
+    return totals | {
+        "parts": len(done),
+        "workers": sorted({d["worker"] for d in done}),
+        "task_wall_seconds": round(_covered([planned, *(d["interval"] for d in done)]), 3),
+        "task_seconds": {k: round(sum(d["seconds"][k] for d in done), 3) for k in ("read", "compute", "write")},
     }

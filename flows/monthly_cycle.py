@@ -1,4 +1,4 @@
-"""The monthly cycle: bill the period, pay the providers, send the notices."""
+"""The monthly cycle: bill the period, issue statements, pay the providers, send the notices."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from flows.bill_month import bill_month
+from flows.issue_statements import issue_statements
 from flows.pay_providers import pay_providers
 from flows.send_notices import send_notices
 
@@ -14,6 +15,7 @@ from flows.send_notices import send_notices
 @flow(name="monthly-cycle", flow_run_name="monthly cycle {jurisdiction} {period}")
 def monthly_cycle(jurisdiction: str, period: str) -> dict[str, Any]:
     billed = bill_month(jurisdiction, period)
+    statements = issue_statements(jurisdiction, period)
     paid = pay_providers(jurisdiction, period)
     sent = send_notices()
-    return {"billing": billed, "payment": paid, "notices": sent}
+    return {"billing": billed, "statements": statements, "payment": paid, "notices": sent}

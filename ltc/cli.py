@@ -32,6 +32,7 @@ FLOWS = [
     "send_reminders",
     "decide_eligibility",
     "bill_month",
+    "issue_statements",
     "pay_providers",
     "send_notices",
     "monthly_cycle",
@@ -146,6 +147,10 @@ def _run_flow(
         from flows.bill_month import bill_month
 
         return bill_month(jurisdiction, _need(period, "period", flow))
+    if flow == "issue_statements":
+        from flows.issue_statements import issue_statements
+
+        return issue_statements(jurisdiction, _need(period, "period", flow))
     if flow == "pay_providers":
         from flows.pay_providers import pay_providers
 

@@ -19,6 +19,7 @@ from storage.models import Base
 
 COPY_CHUNK_ROWS = 1_000_000
 ANALYZE_AFTER_ROWS = 50_000
+DIRECT_COPY_MIN_ROWS = 50_000
 
 
 def bulk_upsert(
@@ -49,6 +50,15 @@ def _conflict_clause(columns: list[str], keys: Sequence[str], update: bool, excl
     return f"ON CONFLICT ({', '.join(chr(34) + k + chr(34) for k in keys)}) DO NOTHING"
 
 
+def _copy_frame(cur: Any, target: str, frame: pl.DataFrame) -> None:
+    cols = ", ".join(f'"{c}"' for c in frame.columns)
+    for start in range(0, frame.height, COPY_CHUNK_ROWS):
+        buf = io.BytesIO()
+        frame.slice(start, COPY_CHUNK_ROWS).write_csv(buf, include_header=False, null_value="\\N")
+        with cur.copy(f"COPY \"{target}\" ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
+            copy.write(buf.getvalue())
+
+
 def _pg_copy_upsert(
     session: Session, table: Table, frame: pl.DataFrame, keys: Sequence[str], update: bool, given: list[str]
 ) -> int:
@@ -56,16 +66,14 @@ def _pg_copy_upsert(
     cols = ", ".join(f'"{c}"' for c in columns)
     raw: Any = session.connection().connection.dbapi_connection
     staging = f"_stage_{table.name}"
+    if frame.height >= DIRECT_COPY_MIN_ROWS and _direct_copy(raw, table, frame):
+        return frame.height
     with raw.cursor() as cur:
         cur.execute(
             f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP'
         )
         cur.execute(f'TRUNCATE "{staging}"')
-        for start in range(0, frame.height, COPY_CHUNK_ROWS):
-            buf = io.BytesIO()
-            frame.slice(start, COPY_CHUNK_ROWS).write_csv(buf, include_header=False, null_value="\\N")
-            with cur.copy(f"COPY \"{staging}\" ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
-                copy.write(buf.getvalue())
+        _copy_frame(cur, staging, frame)
         cur.execute(
             f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{staging}" '
             + _conflict_clause(given, keys, update, "EXCLUDED")
@@ -75,6 +83,24 @@ def _pg_copy_upsert(
             # Fresh statistics, or the planner takes a table just filled with millions of rows for an empty one.
             cur.execute(f'ANALYZE "{table.name}"')
     return frame.height
+
+
+def _direct_copy(raw: Any, table: Table, frame: pl.DataFrame) -> bool:
+    """A large frame of rows the table does not hold yet (the first load of a month's file, the first billing of
+    a month) is copied straight into the table, once; if any key already exists the unique constraint refuses
+    the copy, which is rolled back to its savepoint, and the caller takes the staging path that upserts."""
+    import psycopg
+
+    with raw.cursor() as cur:
+        cur.execute("SAVEPOINT direct_copy")
+        try:
+            _copy_frame(cur, table.name, frame)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
+            return False
+        cur.execute("RELEASE SAVEPOINT direct_copy")
+        cur.execute(f'ANALYZE "{table.name}"')
+    return True
 
 
 def _sqlite_upsert(

@@ -282,6 +282,7 @@ class ClaimLine(Base):
     payable_fen: Mapped[int] = mapped_column(BigInteger)
     personal_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     over_cap_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cap_reason: Mapped[str | None] = mapped_column(String(48))
     policy_draft: Mapped[bool] = mapped_column(default=False, server_default=false())
     exclusions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     rules: Mapped[list[Any]] = mapped_column(default=list)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import socket
+import time
 from typing import Any
 
 import pandera.polars as pa
@@ -13,6 +16,7 @@ from pandera.typing.polars import DataFrame
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ltc.formatting import yuan
 from rules.engine import Pack, RulesError, load_pack, period_bounds, reasons
@@ -22,6 +26,7 @@ from storage.bulk import bulk_upsert
 from storage.db import session_scope
 from tasks import records
 from tasks.notices import Outbox
+from tasks.records import WHOLE, Part
 from tasks.schemas import Claims
 
 DEFAULT_CAP_REASON = {"zh": "超过支付限额的部分不予支付。", "clause": "（支付限额）"}
@@ -51,22 +56,22 @@ def rate_lines(pack: Pack, grade: int | None, on: dt.date | None) -> list[str]:
     return out
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def billing_inputs(jurisdiction: str, period: str) -> dict[str, pl.DataFrame]:
-    load_pack(jurisdiction).check_period(period)
-    with session_scope() as s:
-        return {
-            "care": records.care_days(s, jurisdiction, period),
-            "entitlements": records.entitlements(s, jurisdiction),
-            "persons": records.persons(s, jurisdiction),
-            "stays": records.hospital_stays(s, jurisdiction, period),
-            "providers": records.providers(s, jurisdiction),
-            "contributions": records.contributions(s, jurisdiction),
-            "ytd": records.year_to_date(s, jurisdiction, period),
-        }
+PERSON_FRAMES = ("care", "entitlements", "persons", "stays", "contributions", "ytd")
 
 
-@task(cache_policy=NO_CACHE)
+def read_inputs(s: Session, jurisdiction: str, period: str, part: Part = WHOLE) -> dict[str, pl.DataFrame]:
+    """The frames the pack's billing formula takes, for the persons of one part (providers: all of them)."""
+    return {
+        "care": records.care_days(s, jurisdiction, period, part),
+        "entitlements": records.entitlements(s, jurisdiction, part),
+        "persons": records.persons(s, jurisdiction, part),
+        "stays": records.hospital_stays(s, jurisdiction, period, part),
+        "providers": records.providers(s, jurisdiction),
+        "contributions": records.contributions(s, jurisdiction, part),
+        "ytd": records.year_to_date(s, jurisdiction, period, part),
+    }
+
+
 @pa.check_types
 def compute_claims(inputs: dict[str, pl.DataFrame], jurisdiction: str, period: str) -> DataFrame[Claims]:
     """The pack's billing formula in force on the first day of the period, on whole frames."""
@@ -77,30 +82,60 @@ def compute_claims(inputs: dict[str, pl.DataFrame], jurisdiction: str, period: s
     return DataFrame[Claims](out)
 
 
-PERSON_FRAMES = ("care", "entitlements", "persons", "stays", "contributions", "ytd")
-
-
-@task(cache_policy=NO_CACHE)
-def partition_inputs(inputs: dict[str, pl.DataFrame], shards: int) -> list[dict[str, pl.DataFrame]]:
-    """Split the month by person (a stable hash of the id), so each part bills whole persons: every rule, quotas
-    and caps included, looks at one person at a time. Shared frames (providers) go to every part."""
-    if shards <= 1:
+def split_by_person(inputs: dict[str, pl.DataFrame], n: int) -> list[dict[str, pl.DataFrame]]:
+    """The same month cut into n parts of whole persons by a stable hash of the id (shared frames, such as
+    providers, go to every part): what billing in parts must give the same month for."""
+    if n <= 1:
         return [inputs]
-    parts: list[dict[str, pl.DataFrame]] = [{} for _ in range(shards)]
+    out: list[dict[str, pl.DataFrame]] = [{} for _ in range(n)]
     for name, frame in inputs.items():
-        if name not in PERSON_FRAMES:
-            for part in parts:
-                part[name] = frame
-            continue
-        shard = frame["person_id"].hash(seed=0) % shards
-        for i, part in enumerate(parts):
-            part[name] = frame.filter(shard == i)
-    return parts
+        for i, part in enumerate(out):
+            part[name] = frame if name not in PERSON_FRAMES else frame.filter(frame["person_id"].hash(seed=0) % n == i)
+    return out
 
 
-@task(cache_policy=NO_CACHE)
-def combine_claims(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    return pl.concat(parts).sort("person_id", "provider_id", "care_mode")
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def plan_parts(jurisdiction: str, period: str, persons_per_part: int) -> list[Part]:
+    """The month's parts: ranges of whole persons, about `persons_per_part` each, so that memory is bounded by
+    the part, not by the pooling area."""
+    load_pack(jurisdiction).check_period(period)
+    with session_scope() as s:
+        return records.parts(s, jurisdiction, persons_per_part)
+
+
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    task_run_name="bill {jurisdiction} {period} persons {part[0]}..{part[1]}",
+)
+def bill_part(jurisdiction: str, period: str, part: Part) -> dict[str, Any]:
+    """Read, compute, validate and write one part's claim lines, in one transaction. Returns the part's totals
+    and the seconds spent in each stage."""
+    seconds: dict[str, float] = {}
+    started = time.time()
+    with session_scope() as s:
+        t = time.perf_counter()
+        inputs = read_inputs(s, jurisdiction, period, part)
+        seconds["read"] = time.perf_counter() - t
+        t = time.perf_counter()
+        claims = compute_claims(inputs, jurisdiction, period)
+        seconds["compute"] = time.perf_counter() - t
+        del inputs
+        t = time.perf_counter()
+        written = write_lines(s, claims, jurisdiction, period, part)
+    seconds["write"] = time.perf_counter() - t
+    return {
+        "claim_lines": claims.height,
+        "written": written,
+        "care_days": int(claims["days_submitted"].sum()),
+        "days_paid": int(claims["days_paid"].sum()),
+        "days_excluded": int(claims["days_excluded"].sum()),
+        "payable_fen": int(claims["payable_fen"].sum()),
+        "seconds": seconds,
+        "interval": (started, time.time()),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
 
 
 def _cites(pack: Pack, names: list[str | None], period: str) -> list[dict[str, Any]]:
@@ -114,65 +149,102 @@ def _cites(pack: Pack, names: list[str | None], period: str) -> list[dict[str, A
     return seen
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def write_claims(claims: pl.DataFrame, jurisdiction: str, period: str) -> int:
-    """Upsert the period's claim lines (never one already paid) and each beneficiary's monthly statement."""
+def _exclusions_json() -> pl.Expr:
+    """{"REASON": days, ...} from the list of (reason, days), built in polars (reason codes are identifiers)."""
+    pairs = pl.col("exclusions").list.eval(
+        pl.format('"{}": {}', pl.element().struct.field("reason"), pl.element().struct.field("days"))
+    )
+    return pl.concat_str([pl.lit("{"), pairs.list.join(", "), pl.lit("}")]).alias("exclusions")
+
+
+def write_lines(s: Session, claims: pl.DataFrame, jurisdiction: str, period: str, part: Part = WHOLE) -> int:
+    """Upsert the part's claim lines for the period, except any already paid (a paid line is never edited)."""
     pack = load_pack(jurisdiction)
-    catalogue = reasons(pack)
     keys = ["person_id", "provider_id", "care_mode"]
-    with session_scope() as s:
-        paid = pl.DataFrame(
-            s.execute(
-                select(m.ClaimLine.person_id, m.ClaimLine.provider_id, m.ClaimLine.care_mode)
-                .join(m.PaymentLine, m.PaymentLine.claim_line_id == m.ClaimLine.id)
-                .where(m.ClaimLine.period == period, m.ClaimLine.jurisdiction == jurisdiction)
-            ).all(),
-            schema=dict.fromkeys(keys, pl.Utf8),
-            orient="row",
-        )
-        lines = claims.join(paid, on=keys, how="anti")
-        cites = {
-            tuple(names): json.dumps(_cites(pack, list(names), period), ensure_ascii=False)
-            for names in lines["rule_params"].unique().to_list()
-        }
-        rules = pl.DataFrame(
-            {"rule_params": [list(k) for k in cites], "rules": list(cites.values())},
-            schema={"rule_params": pl.List(pl.Utf8), "rules": pl.Utf8},
-        )
-        frame = lines.join(rules, on="rule_params", how="left", nulls_equal=True).select(
-            "person_id",
-            "provider_id",
-            pl.lit(period).alias("period"),
-            pl.lit(jurisdiction).alias("jurisdiction"),
-            "care_mode",
-            "grade",
-            "days_submitted",
-            "days_paid",
-            "days_excluded",
-            "submitted_fen",
-            "gross_fen",
-            "payable_fen",
-            "personal_fen",
-            "over_cap_fen",
-            pl.lit(pack.draft).alias("policy_draft"),
-            pl.col("exclusions")
-            .map_elements(
-                lambda ex: json.dumps({e["reason"]: e["days"] for e in ex}, ensure_ascii=False),
-                return_dtype=pl.Utf8,
-            )
-            .alias("exclusions"),
-            "rules",
-        )
-        bulk_upsert(s, m.ClaimLine, frame, ["person_id", "provider_id", "period", "care_mode"])
-        _enqueue_statements(s, claims, pack, catalogue, period)
+    cl = m.ClaimLine
+    paid = records.frame(
+        s,
+        select(cl.person_id, cl.provider_id, cl.care_mode)
+        .join(m.PaymentLine, m.PaymentLine.claim_line_id == cl.id)
+        .where(cl.period == period, cl.jurisdiction == jurisdiction, records.in_part(cl.person_id, part)),
+        dict.fromkeys(keys, pl.Utf8),
+    )
+    lines = claims.join(paid, on=keys, how="anti")
+    cites = {
+        tuple(names): json.dumps(_cites(pack, list(names), period), ensure_ascii=False)
+        for names in lines["rule_params"].unique().to_list()
+    }
+    rules = pl.DataFrame(
+        {"rule_params": [list(k) for k in cites], "rules": list(cites.values())},
+        schema={"rule_params": pl.List(pl.Utf8), "rules": pl.Utf8},
+    )
+    frame = lines.join(rules, on="rule_params", how="left", nulls_equal=True).select(
+        "person_id",
+        "provider_id",
+        pl.lit(period).alias("period"),
+        pl.lit(jurisdiction).alias("jurisdiction"),
+        "care_mode",
+        "grade",
+        "days_submitted",
+        "days_paid",
+        "days_excluded",
+        "submitted_fen",
+        "gross_fen",
+        "payable_fen",
+        "personal_fen",
+        "over_cap_fen",
+        "cap_reason",
+        pl.lit(pack.draft).alias("policy_draft"),
+        _exclusions_json(),
+        "rules",
+    )
+    bulk_upsert(s, m.ClaimLine, frame, ["person_id", "provider_id", "period", "care_mode"])
     return frame.height
 
 
+STATEMENT_LINES = {
+    "person_id": pl.Utf8,
+    "provider_id": pl.Utf8,
+    "care_mode": pl.Utf8,
+    "days_submitted": pl.Int64,
+    "days_paid": pl.Int64,
+    "days_excluded": pl.Int64,
+    "payable_fen": pl.Int64,
+    "personal_fen": pl.Int64,
+    "over_cap_fen": pl.Int64,
+    "cap_reason": pl.Utf8,
+    "exclusions": pl.Utf8,
+}
+
+
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    task_run_name="statements {jurisdiction} {period} persons {part[0]}..{part[1]}",
+)
+def issue_statements(jurisdiction: str, period: str, part: Part = WHOLE) -> int:
+    """Each beneficiary's monthly statement of the period's claim lines, written to the outbox. A statement is
+    keyed by its content: issuing again adds nothing, and a line that changed gives a new statement."""
+    pack = load_pack(jurisdiction)
+    catalogue = reasons(pack)
+    cl = m.ClaimLine
+    with session_scope() as s:
+        claims = records.frame(
+            s,
+            select(*(getattr(cl, c) for c in STATEMENT_LINES))
+            .where(cl.period == period, cl.jurisdiction == jurisdiction, records.in_part(cl.person_id, part))
+            .order_by(cl.person_id, cl.provider_id, cl.care_mode),
+            STATEMENT_LINES,
+        )
+        return _enqueue_statements(s, claims, pack, catalogue, period)
+
+
 def _enqueue_statements(
-    s: Any, claims: pl.DataFrame, pack: Pack, catalogue: dict[str, dict[str, str]], period: str
-) -> None:
+    s: Session, claims: pl.DataFrame, pack: Pack, catalogue: dict[str, dict[str, str]], period: str
+) -> int:
     if claims.is_empty():
-        return
+        return 0
     provider_names = dict(s.execute(select(m.Provider.provider_id, m.Provider.name)).all())
     wanted = claims["person_id"].unique().to_list()
     people: dict[str, m.Person] = {}
@@ -181,19 +253,15 @@ def _enqueue_statements(
             (p.person_id, p) for p in s.scalars(select(m.Person).where(m.Person.person_id.in_(wanted[i : i + 10_000])))
         )
     outbox = Outbox(s)
-    for (person_id,), group in claims.sort("person_id", "provider_id").group_by("person_id", maintain_order=True):
+    for (person_id,), group in claims.group_by("person_id", maintain_order=True):
         person = people.get(str(person_id))
         if person is None:
             continue
         lines = []
         for c in group.iter_rows(named=True):
             excl = [
-                {
-                    "text": catalogue[e["reason"]]["zh"],
-                    "clause": catalogue[e["reason"]]["clause"],
-                    "days": e["days"],
-                }
-                for e in c["exclusions"]
+                {"text": catalogue[reason]["zh"], "clause": catalogue[reason]["clause"], "days": days}
+                for reason, days in sorted(json.loads(c["exclusions"] or "{}").items())
             ]
             if c["over_cap_fen"]:
                 q = catalogue[c["cap_reason"]] if c.get("cap_reason") in catalogue else DEFAULT_CAP_REASON
@@ -228,4 +296,4 @@ def _enqueue_statements(
             dedupe_key=f"monthly_statement:{person_id}:{period}:{digest}",
             context=context,
         )
-    outbox.flush()
+    return outbox.flush()

@@ -21,6 +21,7 @@ from rules.engine import Pack, load_pack
 from storage import models as m
 from storage.bulk import bulk_upsert
 from storage.db import session_scope, upsert
+from tasks import records
 from tasks.notices import notify
 from tasks.schemas import INBOUND, Column, InboundKind
 
@@ -172,17 +173,25 @@ def _no_failures() -> pl.DataFrame:
     return pl.DataFrame(schema={"line": pl.Int64, "field": pl.Utf8, "reason": pl.Utf8})
 
 
+LOOKUP_ALL_KEYS_ABOVE = 50_000
+
+
 def check_references(session: Session, spec: InboundKind, parsed: pl.DataFrame) -> pl.DataFrame:
     """Rows naming a person, provider, agency or application the record does not know."""
     out = [_no_failures()]
     headers = {c.field: c.header for c in spec.columns}
     for fld, table in spec.references:
-        wanted = parsed.select(pl.col(fld).drop_nulls().unique()).to_series().to_list()
+        wanted = parsed.select(pl.col(fld).drop_nulls().unique()).to_series()
         col = REFERENCE_KEYS[table]
-        known: set[str] = set()
-        for i in range(0, len(wanted), 5000):
-            known.update(session.scalars(select(col).where(col.in_(wanted[i : i + 5000]))))
-        bad = parsed.filter(pl.col(fld).is_not_null() & ~pl.col(fld).is_in(list(known)))
+        if wanted.len() > LOOKUP_ALL_KEYS_ABOVE:  # many keys: read the whole key column once, in bulk
+            known = records.frame(session, select(col), {"key": pl.Utf8})["key"]
+        else:
+            found: list[str] = []
+            keys = wanted.to_list()
+            for i in range(0, len(keys), 5000):
+                found.extend(session.scalars(select(col).where(col.in_(keys[i : i + 5000]))))
+            known = pl.Series("key", found, dtype=pl.Utf8)
+        bad = parsed.filter(pl.col(fld).is_not_null() & ~pl.col(fld).is_in(known.implode()))
         out.append(
             bad.select(
                 "line",

@@ -2,21 +2,74 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import polars as pl
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, true
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement
 
 from rules.engine import period_bounds
 from rules.inputs import SCHEMAS
 from storage import models as m
 
+Part = tuple[str | None, str | None]
+"""A range of person ids, lower bound included, upper bound excluded; None leaves that side open."""
 
-def frame(session: Session, stmt: Executable, schema: dict[str, Any]) -> pl.DataFrame:
-    rows = session.execute(stmt).all()
-    return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+WHOLE: Part = (None, None)
+
+
+def frame(session: Session, stmt: ClauseElement, schema: dict[str, Any]) -> pl.DataFrame:
+    """The rows of a SELECT as a frame of the given schema, without building a Python object per row where the
+    driver allows: PostgreSQL streams the result through `COPY (…) TO STDOUT` into polars' CSV reader; SQLite
+    hands its tuples straight to polars."""
+    conn = session.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    raw: Any = conn.connection.dbapi_connection
+    names = list(schema)
+    if conn.dialect.name == "postgresql":
+        buf = io.BytesIO()
+        with raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+            for chunk in copy:
+                buf.write(chunk)
+        if buf.tell() == 0:
+            return pl.DataFrame(schema=schema)
+        buf.seek(0)
+        text = {c: (pl.Utf8 if t == pl.Boolean else t) for c, t in schema.items()}
+        out = pl.read_csv(buf, has_header=False, new_columns=names, schema=text)
+        return out.with_columns(pl.col(c) == "t" for c, t in schema.items() if t == pl.Boolean)
+    cur = raw.cursor()
+    try:
+        rows = cur.execute(sql).fetchall()
+    finally:
+        cur.close()
+    text = {c: (pl.Utf8 if t == pl.Date else pl.Int64 if t == pl.Boolean else t) for c, t in schema.items()}
+    out = pl.DataFrame(rows, schema=text, orient="row")
+    return out.with_columns(
+        [pl.col(c).str.to_date("%Y-%m-%d") for c, t in schema.items() if t == pl.Date]
+        + [pl.col(c).cast(pl.Boolean) for c, t in schema.items() if t == pl.Boolean]
+    )
+
+
+def in_part(column: Any, part: Part) -> Any:
+    lo, hi = part
+    conds = ([column >= lo] if lo is not None else []) + ([column < hi] if hi is not None else [])
+    return and_(true(), *conds)
+
+
+def parts(session: Session, jurisdiction: str, persons_per_part: int) -> list[Part]:
+    """The jurisdiction's persons cut into ranges of about `persons_per_part` ids each, by a window over the
+    person table's key (one query, whatever the number of persons)."""
+    numbered = (
+        select(m.Person.person_id, func.row_number().over(order_by=m.Person.person_id).label("n"))
+        .where(m.Person.jurisdiction == jurisdiction)
+        .subquery()
+    )
+    size = max(persons_per_part, 1)
+    stmt = select(numbered.c.person_id).where((numbered.c.n - 1) % size == 0, numbered.c.n > 1).order_by("person_id")
+    bounds: list[str | None] = [None, *session.scalars(stmt).all(), None]
+    return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
 def _select(model: type[m.Base], name: str) -> Any:
@@ -24,8 +77,9 @@ def _select(model: type[m.Base], name: str) -> Any:
     return select(*(getattr(model, c) for c in SCHEMAS[name]))
 
 
-def persons(session: Session, jurisdiction: str) -> pl.DataFrame:
-    return frame(session, _select(m.Person, "persons").where(m.Person.jurisdiction == jurisdiction), SCHEMAS["persons"])
+def persons(session: Session, jurisdiction: str, part: Part = WHOLE) -> pl.DataFrame:
+    stmt = _select(m.Person, "persons").where(m.Person.jurisdiction == jurisdiction, in_part(m.Person.person_id, part))
+    return frame(session, stmt, SCHEMAS["persons"])
 
 
 def providers(session: Session, jurisdiction: str) -> pl.DataFrame:
@@ -33,49 +87,57 @@ def providers(session: Session, jurisdiction: str) -> pl.DataFrame:
     return frame(session, stmt, SCHEMAS["providers"])
 
 
-def contributions(session: Session, jurisdiction: str) -> pl.DataFrame:
+def contributions(session: Session, jurisdiction: str, part: Part = WHOLE) -> pl.DataFrame:
     stmt = (
         _select(m.Contribution, "contributions")
         .join(m.Person, m.Person.person_id == m.Contribution.person_id)
-        .where(m.Person.jurisdiction == jurisdiction)
+        .where(m.Person.jurisdiction == jurisdiction, in_part(m.Contribution.person_id, part))
     )
     return frame(session, stmt, SCHEMAS["contributions"])
 
 
-def year_to_date(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
+def year_to_date(session: Session, jurisdiction: str, period: str, part: Part = WHOLE) -> pl.DataFrame:
     """What the fund has already been billed for each person and care mode earlier in the period's year."""
     cl = m.ClaimLine
     stmt = (
         select(cl.person_id, cl.care_mode, func.sum(cl.payable_fen))
-        .where(cl.jurisdiction == jurisdiction, cl.period >= period[:4] + "-01", cl.period < period)
+        .where(
+            cl.jurisdiction == jurisdiction,
+            cl.period >= period[:4] + "-01",
+            cl.period < period,
+            in_part(cl.person_id, part),
+        )
         .group_by(cl.person_id, cl.care_mode)
     )
     return frame(session, stmt, SCHEMAS["ytd"])
 
 
-def care_days(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
+def care_days(session: Session, jurisdiction: str, period: str, part: Part = WHOLE) -> pl.DataFrame:
     stmt = (
         _select(m.CareDay, "care")
         .join(m.Person, m.Person.person_id == m.CareDay.person_id)
-        .where(m.CareDay.period == period, m.Person.jurisdiction == jurisdiction)
+        .where(m.CareDay.period == period, m.Person.jurisdiction == jurisdiction, in_part(m.CareDay.person_id, part))
     )
     return frame(session, stmt, SCHEMAS["care"])
 
 
-def entitlements(session: Session, jurisdiction: str) -> pl.DataFrame:
+def entitlements(session: Session, jurisdiction: str, part: Part = WHOLE) -> pl.DataFrame:
     stmt = _select(m.EligibilityDecision, "entitlements").where(
-        m.EligibilityDecision.jurisdiction == jurisdiction, m.EligibilityDecision.approved.is_(True)
+        m.EligibilityDecision.jurisdiction == jurisdiction,
+        m.EligibilityDecision.approved.is_(True),
+        in_part(m.EligibilityDecision.person_id, part),
     )
     return frame(session, stmt, SCHEMAS["entitlements"])
 
 
-def hospital_stays(session: Session, jurisdiction: str, period: str) -> pl.DataFrame:
+def hospital_stays(session: Session, jurisdiction: str, period: str, part: Part = WHOLE) -> pl.DataFrame:
     first, last = period_bounds(period)
     stmt = (
         _select(m.HospitalStay, "stays")
         .join(m.Person, m.Person.person_id == m.HospitalStay.person_id)
         .where(
             m.Person.jurisdiction == jurisdiction,
+            in_part(m.HospitalStay.person_id, part),
             m.HospitalStay.admitted_on <= last,
             (m.HospitalStay.discharged_on.is_(None)) | (m.HospitalStay.discharged_on >= first),
         )

@@ -37,7 +37,7 @@ def test_demo_month_for_each_pack(pack_id: str, tmp_path: object, monkeypatch: p
     monkeypatch.setenv("LTC_HOME", str(tmp_path))
     monkeypatch.setenv("LTC_DATABASE_URL", f"sqlite:///{tmp_path}/ltc.db")
     monkeypatch.delenv("LTC_RULES_OVERRIDES", raising=False)
-    monkeypatch.setenv("LTC_BILLING_SHARDS", "3")  # bill in parts of whole persons, one Prefect task each
+    monkeypatch.setenv("LTC_BILLING_PART_PERSONS", "80")  # bill in parts of whole persons, one Prefect task each
     upgrade()
     period = PROFILES[pack_id].period
     summary = run_demo(pack_id, period, 3, SIZE)

@@ -17,7 +17,7 @@ from ltc.demo import PROFILES
 from rules.engine import PACKS_DIR, Pack, _load_pack, pack_ids, period_bounds
 from rules.formulas import resolve
 from rules.inputs import CARE_MODES, OUTPUT_CLAIMS, PROVIDER_KINDS, SCHEMAS
-from tasks.billing import partition_inputs
+from tasks.billing import split_by_person
 from tasks.schemas import Claims
 
 MONEY = [c for c, t in OUTPUT_CLAIMS.items() if c.endswith("_fen")]
@@ -186,7 +186,7 @@ def test_billing_invariants(pack_id: str) -> None:
         shuffled = {k: v.sample(fraction=1.0, shuffle=True, seed=1) for k, v in inputs.items()}
         assert bill(shuffled, pack, period).equals(out)
         # Billed in parts of whole persons (as bill_month does at scale), the month comes out the same.
-        parts = [bill(part, pack, period) for part in partition_inputs.fn(inputs, 3)]
+        parts = [bill(part, pack, period) for part in split_by_person(inputs, 3)]
         assert pl.concat(parts).sort("person_id", "provider_id", "care_mode").equals(out)
 
     check()
