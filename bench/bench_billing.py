@@ -3,8 +3,8 @@
     uv run python bench/bench_billing.py --n 10000 --backend sqlite
     uv run python bench/bench_billing.py --n 100000 --backend postgresql
 
-For N beneficiaries (grades 3-5, two thirds in institutions billing every day, one third at home with about
-twelve service items a month; late starts, deaths, hospital stays and a few bad rows), it:
+For N beneficiaries (grades 3-5, two thirds in institutions billing every day, one third at home with a service item on
+about nine days in ten; late starts, deaths, hospital stays and a few bad rows), it:
   1. writes the month's care days as a CSV and loads it through `ltc load care_days` (parse, validate, quarantine,
      bulk write), and, on PostgreSQL, times a raw COPY of the same file for comparison;
   2. runs the `bill_month` flow through Prefect (read, validate, compute, write, commit) and times it;
@@ -69,7 +69,7 @@ def synthetic(n: int, seed: int = 7) -> dict[str, pl.DataFrame]:
     days = pl.DataFrame({"care_date": pl.date_range(FIRST, LAST, "1d", eager=True)})
     care = (
         persons.join(days, how="cross")
-        .filter((pl.col("mode") == "institutional") | ((pl.col("h") + pl.col("care_date").dt.day()) % 5 < 2))
+        .filter((pl.col("mode") == "institutional") | ((pl.col("h") + pl.col("care_date").dt.day()) % 10 < 9))
         .select(
             "person_id",
             "provider_id",
@@ -78,7 +78,7 @@ def synthetic(n: int, seed: int = 7) -> dict[str, pl.DataFrame]:
             pl.col("mode").alias("care_mode"),
             pl.when(pl.col("mode") == "home").then(pl.lit("JJ01")).otherwise(pl.lit("")).alias("item_code"),
             pl.when(pl.col("mode") == "home")
-            .then(((6000 + (pl.col("h") * 7 + pl.col("care_date").dt.day()) % 20000) / 100).round(2).cast(pl.Utf8))
+            .then(((2000 + (pl.col("h") * 7 + pl.col("care_date").dt.day()) % 10000) / 100).round(2).cast(pl.Utf8))
             .otherwise(pl.lit("0.00"))
             .alias("amount"),
         )
@@ -87,6 +87,7 @@ def synthetic(n: int, seed: int = 7) -> dict[str, pl.DataFrame]:
         pl.Series("person_id", ["P_UNKNOWN", care["person_id"][1], care["person_id"][2], care["person_id"][3]]),
         pl.Series("care_date", [care["care_date"][0], "2026-04-01", "2026-03-3x", care["care_date"][3]]),
         pl.Series("amount", ["0.00", "0.00", "0.00", "-5.00"]),
+        pl.Series("item_code", ["", "", "", "JJ99"]),  # a key of its own, so that no good row is a duplicate
     )
     stays = persons.filter(pl.col("h") % 20 == 1).select(
         "person_id",

@@ -115,8 +115,7 @@ def care_day_status(
     )
     in_hospital = (
         days.select("person_id", "care_date")
-        .unique()
-        .join(
+        .join(  # the few persons with a stay first, then their days: never a pass over every distinct day
             inputs["stays"]
             .filter(pl.col("kind").is_in(stay_kinds))
             .select("person_id", "admitted_on", "discharged_on"),
@@ -145,6 +144,16 @@ def care_day_status(
     return days.with_columns(reason=reason).drop(
         "status", "designated", "in_hospital", "contract_start", "contract_end"
     )
+
+
+def not_first_of_day(days: pl.DataFrame, among: pl.Expr, order: list[str]) -> pl.Expr:
+    """True on the rows where `among` holds that are not the first of their person and care date in `order`
+    (e.g. a second institution billing the same bed-day). Only person-days with several such rows are ranked,
+    so the cost is one duplicate check over the month, not a window over every row."""
+    candidates = days.with_row_index("_row").filter(among).select("_row", "person_id", "care_date", *order)
+    day = pl.struct("person_id", "care_date")
+    later = candidates.filter(day.is_duplicated()).sort(*order).filter(~day.is_first_distinct()).get_column("_row")
+    return pl.int_range(pl.len(), dtype=pl.UInt32).is_in(later.implode())
 
 
 def join_dated(days: pl.DataFrame, series: pl.DataFrame, key: pl.Expr) -> pl.DataFrame:

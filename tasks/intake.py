@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,12 @@ def _parse(col: Column, raw: pl.Expr) -> pl.Expr:
     return text
 
 
+def _field(c: Column) -> pl.Expr:
+    """A column's parsed value, its default filled in, named as the field."""
+    value = _parse(c, pl.col(c.header))
+    return (value.fill_null(c.default) if c.default is not None else value).alias(c.field)
+
+
 def read_file(spec: InboundKind, path: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Read and parse a file. Returns (raw text frame, parsed frame, parse failures), all with `line`."""
     try:
@@ -94,24 +101,23 @@ def read_file(spec: InboundKind, path: Path) -> tuple[pl.DataFrame, pl.DataFrame
         raise IntakeError(f"{path}: no such file") from None
     except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
         raise IntakeError(f"{path}: cannot be read as a UTF-8 CSV with a header: {e}") from None
-    missing = [c.header for c in spec.columns if c.required and c.header not in raw.columns]
+    _check_header(spec, path, raw.columns)
+    raw = raw.with_row_index("line", offset=2).with_columns(pl.col("line").cast(pl.Int64))
+    return parse(spec, raw)
+
+
+def _check_header(spec: InboundKind, path: Path, columns: list[str]) -> None:
+    missing = [c.header for c in spec.columns if c.required and c.header not in columns]
     if missing:
         raise IntakeError(f"{path}: header lacks required column(s) {', '.join(missing)} for {spec.kind}")
+
+
+def parse(spec: InboundKind, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Parse a raw text frame that carries each row's `line` in its file."""
     for c in spec.columns:
         if c.header not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c.header))
-    raw = raw.with_row_index("line", offset=2).with_columns(pl.col("line").cast(pl.Int64))
-    parsed = raw.select(
-        "line",
-        *[
-            (
-                _parse(c, pl.col(c.header)).fill_null(c.default)
-                if c.default is not None
-                else _parse(c, pl.col(c.header))
-            ).alias(c.field)
-            for c in spec.columns
-        ],
-    )
+    parsed = raw.select("line", *[_field(c) for c in spec.columns])
     failures = []
     for c in spec.columns:
         text = pl.col(c.header).str.strip_chars().fill_null("")
@@ -176,15 +182,22 @@ def _no_failures() -> pl.DataFrame:
 LOOKUP_ALL_KEYS_ABOVE = 50_000
 
 
-def check_references(session: Session, spec: InboundKind, parsed: pl.DataFrame) -> pl.DataFrame:
-    """Rows naming a person, provider, agency or application the record does not know."""
+def check_references(
+    session: Session, spec: InboundKind, parsed: pl.DataFrame, cache: dict[str, pl.Series] | None = None
+) -> pl.DataFrame:
+    """Rows naming a person, provider, agency or application the record does not know. `cache` keeps a table's
+    whole key column between the batches of one large file."""
     out = [_no_failures()]
     headers = {c.field: c.header for c in spec.columns}
     for fld, table in spec.references:
         wanted = parsed.select(pl.col(fld).drop_nulls().unique()).to_series()
         col = REFERENCE_KEYS[table]
-        if wanted.len() > LOOKUP_ALL_KEYS_ABOVE:  # many keys: read the whole key column once, in bulk
+        if cache is not None and table in cache:
+            known = cache[table]
+        elif wanted.len() > LOOKUP_ALL_KEYS_ABOVE:  # many keys: read the whole key column once, in bulk
             known = records.frame(session, select(col), {"key": pl.Utf8})["key"]
+            if cache is not None:
+                cache[table] = known
         else:
             found: list[str] = []
             keys = wanted.to_list()
@@ -210,10 +223,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def quarantine(session: Session, spec: InboundKind, path: Path, raw: pl.DataFrame, failures: pl.DataFrame) -> None:
+def quarantine(
+    session: Session, spec: InboundKind, path: Path, raw: pl.DataFrame, failures: pl.DataFrame, sha: str | None = None
+) -> None:
     if failures.is_empty():
         return
-    sha = file_sha256(path)
+    sha = sha or file_sha256(path)
     key_header = spec.columns[0].header
     raw_rows = {r["line"]: r for r in raw.filter(pl.col("line").is_in(failures["line"].implode())).to_dicts()}
     rows = []
@@ -339,12 +354,95 @@ def _added_headers(spec: InboundKind, path: Path) -> set[str]:
     return {c.header for c in spec.columns} - header
 
 
+def _with_duplicates(spec: InboundKind, failures: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
+    """Every row whose key another row of the file repeats is kept back, all of them: which is right is for
+    the sender to say."""
+    dup = pl.DataFrame({"line": lines.cast(pl.Int64)}).select(
+        "line", pl.lit(spec.key[0]).alias("field"), pl.lit("duplicate key in file").alias("reason")
+    )
+    return pl.concat([failures, dup]).unique(["line", "field"], keep="first").sort("line", "field")
+
+
+# Files of more rows than this are read, checked and written in batches of this many rows, in one transaction,
+# so that memory is bounded by the batch, not by the file.
+BATCH_ROWS = 2_000_000
+BATCHED_KINDS = ("care_days", "hospital_stays", "contributions", "persons")
+
+
+def _duplicate_lines(spec: InboundKind, path: Path) -> pl.Series:
+    """Lines of a large file whose parsed key another line repeats: a streaming pass over a 64-bit hash of each
+    key, then an exact comparison of the few keys whose hashes collide."""
+    keyed = [c for c in spec.columns if c.field in spec.key]
+    scan = pl.scan_csv(path, infer_schema=False, encoding="utf8").with_row_index("line", offset=2)
+    keys = scan.select(pl.col("line").cast(pl.Int64), *[_field(c) for c in keyed]).filter(
+        pl.all_horizontal(pl.col(list(spec.key)).is_not_null())
+    )
+    hashed = keys.select("line", pl.struct(list(spec.key)).hash(seed=0).alias("h")).collect(engine="streaming")
+    candidates = hashed.filter(pl.col("h").is_duplicated())["line"]
+    if candidates.is_empty():
+        return candidates
+    exact = keys.filter(pl.col("line").is_in(candidates.implode())).collect(engine="streaming")
+    return exact.filter(pl.struct(list(spec.key)).is_duplicated())["line"]
+
+
+def _batches(scan: pl.LazyFrame, path: Path) -> Iterator[pl.DataFrame]:
+    try:
+        yield from scan.collect_batches(chunk_size=BATCH_ROWS)
+    except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
+        raise IntakeError(f"{path}: cannot be read as a UTF-8 CSV with a header: {e}") from None
+
+
+def _load_in_batches(spec: InboundKind, path: Path) -> IntakeReport:
+    try:
+        header = pl.read_csv(path, n_rows=0, infer_schema=False, encoding="utf8").columns
+        _check_header(spec, path, header)
+        duplicates = _duplicate_lines(spec, path)
+    except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
+        raise IntakeError(f"{path}: cannot be read as a UTF-8 CSV with a header: {e}") from None
+    sha = file_sha256(path)
+    given = set(header) - _added_headers(spec, path)
+    cache: dict[str, pl.Series] = {}
+    received = accepted = 0
+    errors: list[dict[str, Any]] = []
+    bad_lines = 0
+    scan = pl.scan_csv(path, infer_schema=False, encoding="utf8").with_row_index("line", offset=2)
+    with session_scope() as session:
+        for batch in _batches(scan.with_columns(pl.col("line").cast(pl.Int64)), path):
+            raw, parsed, parse_failures = parse(spec, batch)
+            failures = pl.concat(
+                [parse_failures, validate(spec, raw, parsed), check_references(session, spec, parsed, cache)]
+            ).unique(["line", "field"], keep="first", maintain_order=True)
+            here = duplicates.filter(duplicates.is_between(raw["line"].min(), raw["line"].max()))
+            failures = _with_duplicates(spec, failures, here)
+            good = parsed.filter(~pl.col("line").is_in(failures["line"].unique().implode()))
+            store(session, spec, good, given)
+            quarantine(session, spec, path, raw, failures, sha)
+            received += raw.height
+            accepted += good.height
+            bad_lines += failures["line"].n_unique()
+            errors.extend({"file": str(path), **f} for f in failures.to_dicts())
+    return IntakeReport(
+        kind=spec.kind, file=str(path), received=received, accepted=accepted, quarantined=bad_lines, errors=errors
+    )
+
+
+def _rows_beyond(path: Path, n: int) -> bool:
+    """Whether the file has more than n data rows (a cheap test on its size first)."""
+    if path.stat().st_size < n * 16:
+        return False
+    return pl.scan_csv(path, infer_schema=False).select(pl.len()).collect().item() > n
+
+
 def load_file(kind: str, path: Path) -> IntakeReport:
     """Load one inbound file into the record, in one transaction."""
     if kind not in INBOUND:
         raise IntakeError(f"unknown kind {kind!r}; one of {', '.join(INBOUND)}")
     spec = INBOUND[kind]
     path = Path(path)
+    if not path.is_file():
+        raise IntakeError(f"{path}: no such file")
+    if kind in BATCHED_KINDS and _rows_beyond(path, BATCH_ROWS):
+        return _load_in_batches(spec, path)
     raw, parsed, parse_failures = read_file(spec, path)
     schema_failures = validate(spec, raw, parsed)
     with session_scope() as session:
@@ -355,15 +453,9 @@ def load_file(kind: str, path: Path) -> IntakeReport:
             .unique(["line", "field"], keep="first", maintain_order=True)
             .sort("line", "field")
         )
-        bad_lines = failures["line"].unique()
-        good = parsed.filter(~pl.col("line").is_in(bad_lines.implode()))
-        dupes = good.filter(pl.struct(list(spec.key)).is_duplicated())
-        if not dupes.is_empty():
-            dup = dupes.select(
-                "line", pl.lit(spec.key[0]).alias("field"), pl.lit("duplicate key in file").alias("reason")
-            )
-            failures = pl.concat([failures, dup]).sort("line", "field")
-            good = good.filter(~pl.struct(list(spec.key)).is_duplicated())
+        keys = parsed.filter(pl.all_horizontal(pl.col(list(spec.key)).is_not_null()))
+        failures = _with_duplicates(spec, failures, keys.filter(pl.struct(list(spec.key)).is_duplicated())["line"])
+        good = parsed.filter(~pl.col("line").is_in(failures["line"].unique().implode()))
         store(session, spec, good, set(raw.columns) - _added_headers(spec, path))
         quarantine(session, spec, path, raw, failures)
     return IntakeReport(

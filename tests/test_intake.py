@@ -107,3 +107,39 @@ def test_a_file_without_an_optional_column_leaves_it_as_it_was(backend: str, tmp
         assert p1.death_date is not None and p1.death_date.isoformat() == "2026-03-20"
         assert p1.notify_url == "mailto://p1@example.org"
         assert p1.work_injury_care_allowance  # a column the file lacks keeps its value, even one with a default
+
+
+def _outcome(report: object) -> tuple[object, ...]:
+    with session_scope() as s:
+        rows = sorted(s.execute(select(m.CareDay.person_id, m.CareDay.care_date, m.CareDay.amount_fen)).all())
+        kept = sorted(s.execute(select(m.QuarantinedRow.row_number, m.QuarantinedRow.field)).all())
+    errors = sorted((e["line"], e["field"], e["reason"]) for e in report.errors)  # type: ignore[attr-defined]
+    counts = (report.received, report.accepted, report.quarantined)  # type: ignore[attr-defined]
+    return counts, errors, rows, kept
+
+
+def test_a_large_file_loads_in_batches_with_the_same_outcome(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read, checked and written three rows at a time, a file gives the same rows, the same quarantine and the
+    same report as read whole; a key repeated in a later batch keeps back both of its rows."""
+    import tasks.intake as intake
+
+    load_file("persons", _write(tmp_path, "persons.csv", PERSONS))
+    load_file("providers", _write(tmp_path, "providers.csv", PROVIDERS))
+    text = CARE + "P1,H1,2026-03,2026-03-01,institutional,,\nP2,H1,2026-03,2026-03-07,home,A01,10\n"
+    care = _write(tmp_path, "care.csv", text)
+    whole = _outcome(load_file("care_days", care))
+    counts, errors, rows, _ = whole
+    assert counts == (9, 3, 6)
+    assert (2, "person_id", "duplicate key in file") in errors and (9, "person_id", "duplicate key in file") in errors
+    assert [r[2] for r in rows] == [0, 8050, 1000]
+    with session_scope() as s:
+        s.execute(m.CareDay.__table__.delete())
+        s.execute(m.QuarantinedRow.__table__.delete())
+    monkeypatch.setattr(intake, "BATCH_ROWS", 3)
+    seen: list[int] = []
+    real_parse = intake.parse
+    monkeypatch.setattr(intake, "parse", lambda spec, raw: seen.append(raw.height) or real_parse(spec, raw))
+    assert _outcome(load_file("care_days", care)) == whole
+    assert seen == [3, 3, 3]

@@ -19,6 +19,7 @@ from rules.common import (
     eligible_days,
     finish,
     join_dated,
+    not_first_of_day,
     times_half_up,
     with_reasons,
 )
@@ -165,10 +166,8 @@ def _modes_and_bed_days(days: pl.DataFrame, pack: Pack, first: dt.date) -> pl.Da
         .otherwise(pl.col("reason"))
     )
     bed = (pl.col("care_mode") == "institutional") & pl.col("reason").is_null()
-    rank = pl.when(bed).then(pl.col("provider_id").rank("ordinal").over("person_id", "care_date", bed))
-    return days.with_columns(
-        reason=pl.when(bed & (rank > 1)).then(pl.lit("BED_DAY_ALREADY_PAID")).otherwise(pl.col("reason"))
-    )
+    again = not_first_of_day(days, bed, ["provider_id"])
+    return days.with_columns(reason=pl.when(again).then(pl.lit("BED_DAY_ALREADY_PAID")).otherwise(pl.col("reason")))
 
 
 def _home_quota(
