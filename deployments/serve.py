@@ -15,6 +15,7 @@ from flows.intake import intake
 from flows.issue_statements import issue_statements
 from flows.monthly_cycle import monthly_cycle
 from flows.pay_providers import pay_providers
+from flows.reconcile_payments import reconcile_payments
 from flows.record_assessments import record_assessments
 from flows.schedule_assessments import schedule_assessments
 from flows.send_notices import send_notices
@@ -31,6 +32,7 @@ FLOWS = [
     bill_month,
     issue_statements,
     pay_providers,
+    reconcile_payments,
     send_notices,
     monthly_cycle,
 ]

@@ -21,6 +21,8 @@ from rich.table import Table
 app = typer.Typer(help="Long-term care insurance claims: intake, assessment, eligibility, billing, payment.")
 db_app = typer.Typer(help="The database schema.")
 app.add_typer(db_app, name="db")
+ledger_app = typer.Typer(help="The fund's double-entry ledger.")
+app.add_typer(ledger_app, name="ledger")
 console = Console()
 
 FLOWS = [
@@ -34,6 +36,7 @@ FLOWS = [
     "bill_month",
     "issue_statements",
     "pay_providers",
+    "reconcile_payments",
     "send_notices",
     "monthly_cycle",
 ]
@@ -48,6 +51,38 @@ def db_upgrade() -> None:
 
     upgrade()
     console.print(f"schema up to date: {_safe_url(get_settings().database_url)}")
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Every posting balances and all debits equal all credits; exit 1 otherwise."""
+    from storage.db import session_scope, upgrade
+    from tasks import ledger
+
+    upgrade()
+    with session_scope() as s:
+        bad = ledger.unbalanced(s)
+        totals = ledger.totals(s)
+    for ref, d, c in bad:
+        console.print(f"[red]{ref}: debits {d} fen, credits {c} fen[/]")
+    console.print(f"debits {totals['debit_fen']} fen, credits {totals['credit_fen']} fen, {len(bad)} unbalanced")
+    raise typer.Exit(0 if not bad and totals["debit_fen"] == totals["credit_fen"] else 1)
+
+
+@ledger_app.command("balance")
+def ledger_balance(
+    fund: Annotated[str, typer.Option(help="policy pack (fund)")] = "nanning",
+    period: Annotated[str | None, typer.Option(help="YYYY-MM; all periods if omitted")] = None,
+) -> None:
+    """Each account's balance (debits minus credits), in yuan."""
+    from ltc.formatting import yuan
+    from storage.db import session_scope, upgrade
+    from tasks import ledger
+
+    upgrade()
+    with session_scope() as s:
+        for account, fen in sorted(ledger.trial_balance(s, fund, period).items()):
+            console.print(f"{account:<28} {yuan(fen, grouping=True):>20}")
 
 
 def _safe_url(url: str) -> str:
@@ -95,7 +130,9 @@ def run(
     as_of: Annotated[str | None, typer.Option("--as-of", help="decision date, YYYY-MM-DD")] = None,
     jurisdiction: Annotated[str, typer.Option(help="policy pack")] = "nanning",
     kind: Annotated[str | None, typer.Option(help="inbound kind (intake)")] = None,
-    file: Annotated[str | None, typer.Option(help="inbound file (intake, record_assessments)")] = None,
+    file: Annotated[
+        str | None, typer.Option(help="inbound file (intake, record_assessments, reconcile_payments: bank return)")
+    ] = None,
 ) -> None:
     """Run one flow through Prefect."""
     from storage.db import upgrade
@@ -155,6 +192,10 @@ def _run_flow(
         from flows.pay_providers import pay_providers
 
         return pay_providers(jurisdiction, _need(period, "period", flow))
+    if flow == "reconcile_payments":
+        from flows.reconcile_payments import reconcile_payments
+
+        return reconcile_payments(jurisdiction, _need(period, "period", flow), file)
     if flow == "send_notices":
         from flows.send_notices import send_notices
 

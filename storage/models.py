@@ -305,16 +305,106 @@ class PaymentBatch(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class ClaimAdjustment(Base):
+    """A change to a claim line after it was paid (a late hospital record, a death reported late, a corrected care
+    day): the difference is paid (补发, positive) or recovered (追回, negative) in a later batch; the paid line and
+    its batch are never edited. `revision` counts a line's adjustments, so a rerun that finds the same amount adds
+    nothing and two runs cannot both add the same revision."""
+
+    __tablename__ = "claim_adjustment"
+    __table_args__ = (UniqueConstraint("claim_line_id", "revision"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    claim_line_id: Mapped[int] = mapped_column(ForeignKey("claim_line.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    provider_id: Mapped[str] = mapped_column(String(32), index=True)
+    period: Mapped[str] = mapped_column(String(7))
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    care_mode: Mapped[str] = mapped_column(String(16))
+    before_fen: Mapped[int] = mapped_column(BigInteger)
+    after_fen: Mapped[int] = mapped_column(BigInteger)
+    delta_fen: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class PaymentLine(Base):
-    """A claim line paid in a batch. A claim line is paid once."""
+    """A claim line, or an adjustment of one, paid in a batch. Each is paid once. `period` is the month of the
+    care paid for, which is earlier than the batch's own for a late line or an adjustment."""
 
     __tablename__ = "payment_line"
-    __table_args__ = (UniqueConstraint("claim_line_id"),)
+    __table_args__ = (UniqueConstraint("claim_line_id"), UniqueConstraint("adjustment_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("payment_batch.id"), index=True)
-    claim_line_id: Mapped[int] = mapped_column(ForeignKey("claim_line.id"))
+    claim_line_id: Mapped[int | None] = mapped_column(ForeignKey("claim_line.id"))
+    adjustment_id: Mapped[int | None] = mapped_column(ForeignKey("claim_adjustment.id"))
+    period: Mapped[str | None] = mapped_column(String(7))
     person_id: Mapped[str] = mapped_column(String(32))
     amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class BankReturn(Base):
+    """One transfer in the bank's return file: the batch it pays, the amount and whether it was paid."""
+
+    __tablename__ = "bank_return"
+    __table_args__ = (UniqueConstraint("batch_ref"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_ref: Mapped[str] = mapped_column(String(64))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(8))
+    value_date: Mapped[dt.date | None] = mapped_column(Date)
+    bank_reference: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ReconciliationBreak(Base):
+    """A difference between the payment batches and the bank's return: a transfer missing, extra, failed or of
+    another amount. A break keeps its period open until it is resolved."""
+
+    __tablename__ = "reconciliation_break"
+    __table_args__ = (UniqueConstraint("jurisdiction", "period", "batch_ref", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    batch_ref: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    resolved: Mapped[bool] = mapped_column(default=False, server_default=false())
+    found_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PeriodClose(Base):
+    """A fund's period, closed once its batches reconcile with the bank's return. It can close once."""
+
+    __tablename__ = "period_close"
+    __table_args__ = (UniqueConstraint("jurisdiction", "period"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    batches: Mapped[int] = mapped_column(Integer)
+    paid_fen: Mapped[int] = mapped_column(BigInteger)
+    closed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LedgerEntry(Base):
+    """One side of a double-entry posting, in integer fen, per fund (jurisdiction) and period. Entries are
+    appended, never edited (the database refuses UPDATE and DELETE); a correction is a reversing posting. The
+    entries of one `txn_ref` balance; a `txn_ref` is posted once, and posting it again with other content is an
+    error (`content_sha256`)."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (UniqueConstraint("txn_ref", "line_no"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    txn_ref: Mapped[str] = mapped_column(String(128), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    fund: Mapped[str] = mapped_column(String(32), index=True)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    account: Mapped[str] = mapped_column(String(64))
+    debit_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    credit_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    memo: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    reverses: Mapped[str | None] = mapped_column(String(128))
+    posted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Notice(Base):
@@ -333,6 +423,7 @@ class Notice(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 

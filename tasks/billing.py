@@ -15,9 +15,10 @@ import polars as pl
 from pandera.typing.polars import DataFrame
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ltc.faults import failpoint
 from ltc.formatting import yuan
 from rules.engine import Pack, RulesError, load_pack, period_bounds, reasons
 from rules.formulas import resolve
@@ -124,6 +125,8 @@ def bill_part(jurisdiction: str, period: str, part: Part) -> dict[str, Any]:
         del inputs
         t = time.perf_counter()
         written = write_lines(s, claims, jurisdiction, period, part)
+        failpoint("billing.part.before_commit")
+    failpoint("billing.part.committed")
     seconds["write"] = time.perf_counter() - t
     return {
         "claim_lines": claims.height,
@@ -164,11 +167,13 @@ def write_lines(s: Session, claims: pl.DataFrame, jurisdiction: str, period: str
     cl = m.ClaimLine
     paid = records.frame(
         s,
-        select(cl.person_id, cl.provider_id, cl.care_mode)
+        select(cl.id, cl.person_id, cl.provider_id, cl.care_mode, cl.payable_fen)
         .join(m.PaymentLine, m.PaymentLine.claim_line_id == cl.id)
         .where(cl.period == period, cl.jurisdiction == jurisdiction, records.in_part(cl.person_id, part)),
-        dict.fromkeys(keys, pl.Utf8),
+        {"claim_line_id": pl.Int64, **dict.fromkeys(keys, pl.Utf8), "paid_fen": pl.Int64},
     )
+    if not paid.is_empty():
+        adjust_paid_lines(s, paid, claims, jurisdiction, period, part)
     lines = claims.join(paid, on=keys, how="anti")
     cites = {
         tuple(names): json.dumps(_cites(pack, list(names), period), ensure_ascii=False)
@@ -200,6 +205,41 @@ def write_lines(s: Session, claims: pl.DataFrame, jurisdiction: str, period: str
     )
     bulk_upsert(s, m.ClaimLine, frame, ["person_id", "provider_id", "period", "care_mode"])
     return frame.height
+
+
+def adjust_paid_lines(
+    s: Session, paid: pl.DataFrame, claims: pl.DataFrame, jurisdiction: str, period: str, part: Part = WHOLE
+) -> int:
+    """A paid line is never edited. Where billing again gives it another amount (a late hospital record, a death
+    reported late, a corrected care day), the difference from what was paid and adjusted so far becomes the line's
+    next adjustment, paid (补发) or recovered (追回) in a later batch. A paid line that billing no longer gives at
+    all is recovered whole. Returns the number of adjustments added."""
+    adj = m.ClaimAdjustment
+    done = records.frame(
+        s,
+        select(adj.claim_line_id, func.sum(adj.delta_fen), func.max(adj.revision))
+        .join(m.ClaimLine, m.ClaimLine.id == adj.claim_line_id)
+        .where(m.ClaimLine.period == period, adj.jurisdiction == jurisdiction, records.in_part(adj.person_id, part))
+        .group_by(adj.claim_line_id),
+        {"claim_line_id": pl.Int64, "adjusted_fen": pl.Int64, "revisions": pl.Int64},
+    )
+    keys = ["person_id", "provider_id", "care_mode"]
+    changed = (
+        paid.join(done, on="claim_line_id", how="left")
+        .join(claims.select(*keys, pl.col("payable_fen").alias("after_fen")), on=keys, how="left")
+        .select(
+            "claim_line_id",
+            (pl.col("revisions").fill_null(0) + 1).alias("revision"),
+            *keys,
+            pl.lit(period).alias("period"),
+            pl.lit(jurisdiction).alias("jurisdiction"),
+            (pl.col("paid_fen") + pl.col("adjusted_fen").fill_null(0)).alias("before_fen"),
+            pl.col("after_fen").fill_null(0),
+        )
+        .with_columns((pl.col("after_fen") - pl.col("before_fen")).alias("delta_fen"))
+        .filter(pl.col("delta_fen") != 0)
+    )
+    return bulk_upsert(s, adj, changed, ["claim_line_id", "revision"], update=False)
 
 
 STATEMENT_LINES = {

@@ -40,6 +40,7 @@ TABLES: dict[str, type[m.Base]] = {
     "applications": m.Application,
     "care_days": m.CareDay,
     "hospital_stays": m.HospitalStay,
+    "bank_returns": m.BankReturn,
 }
 REFERENCE_KEYS: dict[str, Any] = {
     "person": m.Person.person_id,

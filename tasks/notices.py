@@ -30,6 +30,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, Tem
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ltc.faults import failpoint
 from ltc.formatting import mask_id, yuan
 from ltc.settings import notify_url_for
 from storage.db import session_scope, upsert
@@ -43,6 +44,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_LANGUAGE = "zh_CN"
 OUTBOX_SCHEME = "outbox"
 MAX_ATTEMPTS = 5
+RETRY_BASE_SECONDS = int(os.environ.get("LTC_NOTICE_RETRY_SECONDS", "60"))
 MAX_ERROR_CHARS = 2000
 
 # The keys each kind's template receives; all of them must be present (values may be None where noted).
@@ -396,24 +398,55 @@ def _send(url: str, title: str, body: str) -> str | None:
     return "; ".join([reason, *lines])[:MAX_ERROR_CHARS]
 
 
-def deliver_pending(limit: int = 1000) -> dict[str, int]:
-    """Send up to `limit` pending notices (oldest first), one recipient per call, and record each result.
+def retry_delay(attempts: int) -> dt.timedelta:
+    """How long a notice waits after its n-th failed attempt: RETRY_BASE_SECONDS doubled each time, at most a
+    day (60 s, 2 min, 4 min, 8 min, ... with the default)."""
+    return dt.timedelta(seconds=min(RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), 86400))
 
-    A notice that was sent is marked "sent" with its `sent_at`; a failure raises `attempts` and keeps the
-    notice "pending" for the next run until it has failed MAX_ATTEMPTS times, when it is marked "failed".
-    Returns {"sent": sent in this run, "failed": failed in this run, "pending": pending notices left}.
+
+def footer(notice_id: int, dedupe_key: str, language: str) -> str:
+    """The line every delivered notice ends with: its number and its dedupe key, so that the rare second copy
+    after a crash can be recognised as the same notice."""
+    if _lang(language) == "en":
+        return f"Notice no. {notice_id} (key {dedupe_key})"
+    return f"通知编号：{notice_id}（查重键：{dedupe_key}）"
+
+
+def _due(now: dt.datetime) -> Any:
+    return (Notice.status == "pending") & ((Notice.next_attempt_at.is_(None)) | (Notice.next_attempt_at <= now))
+
+
+def deliver_pending(limit: int = 1000, now: dt.datetime | None = None) -> dict[str, int]:
+    """Send up to `limit` notices that are due (oldest first), one recipient per call, and record each result.
+
+    A notice that was sent is marked "sent" with its `sent_at`. A failure raises `attempts`, keeps the reason in
+    `last_error` and sets `next_attempt_at` (`retry_delay`); after MAX_ATTEMPTS failures the notice is marked
+    "failed", for an operator (`ltc review`, and the send-notices run's log). Returns {"sent": sent in this run,
+    "failed": failed attempts in this run, "pending": pending notices left, due or not}.
     """
+    now = now or dt.datetime.now(dt.UTC)
     with session_scope() as session:
         batch = session.execute(
-            select(Notice.id, Notice.url, Notice.kind, Notice.recipient_id, Notice.subject, Notice.body)
-            .where(Notice.status == "pending")
+            select(
+                Notice.id,
+                Notice.url,
+                Notice.kind,
+                Notice.recipient_id,
+                Notice.subject,
+                Notice.body,
+                Notice.dedupe_key,
+                Notice.language,
+            )
+            .where(_due(now))
             .order_by(Notice.id)
             .limit(limit)
         ).all()
 
     sent = failed = 0
-    for notice_id, url, kind, recipient_id, subject, body in batch:
-        error = _send(delivery_url(url, notice_id, kind, recipient_id), subject, body)
+    for notice_id, url, kind, recipient_id, subject, body, dedupe_key, language in batch:
+        text = f"{body.rstrip()}\n\n{footer(notice_id, dedupe_key, language)}\n"
+        error = _send(delivery_url(url, notice_id, kind, recipient_id), subject, text)
+        failpoint("notices.sent.before_record")
         with session_scope() as session:
             notice = session.get(Notice, notice_id)
             if notice is None or notice.status != "pending":
@@ -421,12 +454,15 @@ def deliver_pending(limit: int = 1000) -> dict[str, int]:
             if error is None:
                 notice.status = "sent"
                 notice.sent_at = dt.datetime.now(dt.UTC)
+                notice.next_attempt_at = None
                 sent += 1
             else:
                 notice.attempts += 1
                 notice.last_error = error
+                notice.next_attempt_at = now + retry_delay(notice.attempts)
                 if notice.attempts >= MAX_ATTEMPTS:
                     notice.status = "failed"
+                    notice.next_attempt_at = None
                 failed += 1
 
     with session_scope() as session:

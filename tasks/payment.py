@@ -12,63 +12,87 @@ from pathlib import Path
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import select
+from sqlalchemy import case, literal, null, select
 from sqlalchemy.exc import IntegrityError
 
+from ltc.faults import failpoint
 from ltc.formatting import yuan
 from ltc.settings import get_settings
 from rules.engine import load_pack, period_bounds
 from storage import models as m
 from storage.db import session_scope
+from tasks import ledger
 from tasks.notices import notify
 from tasks.records import frame
 
 CARER_KINDS = ("carer_trained", "carer_untrained")
 
 
+PAYABLE = {
+    "claim_line_id": pl.Int64,
+    "adjustment_id": pl.Int64,
+    "kind": pl.Utf8,
+    "care_period": pl.Utf8,
+    "provider_id": pl.Utf8,
+    "person_id": pl.Utf8,
+    "person_name": pl.Utf8,
+    "id_number": pl.Utf8,
+    "care_mode": pl.Utf8,
+    "days_paid": pl.Int64,
+    "payable_fen": pl.Int64,
+    "payee_kind": pl.Utf8,
+}
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
-    """The period's claim lines with an amount that no batch has paid yet, each with its payee's kind."""
+    """What no batch has paid yet, for care up to the period, each with its payee's kind: claim lines with an
+    amount (a late line of an earlier month among them), and adjustments of lines paid before (补发 positive,
+    追回 negative)."""
+    cl, adj = m.ClaimLine, m.ClaimAdjustment
+    paid_lines = select(m.PaymentLine.claim_line_id).where(m.PaymentLine.claim_line_id.is_not(None))
+    paid_adjustments = select(m.PaymentLine.adjustment_id).where(m.PaymentLine.adjustment_id.is_not(None))
+    lines = (
+        select(
+            cl.id,
+            null().label("adjustment_id"),
+            literal("claim").label("kind"),
+            cl.period,
+            cl.provider_id,
+            cl.person_id,
+            m.Person.name,
+            m.Person.id_number,
+            cl.care_mode,
+            cl.days_paid,
+            cl.payable_fen,
+            m.Provider.kind.label("payee_kind"),
+        )
+        .join(m.Person, m.Person.person_id == cl.person_id)
+        .join(m.Provider, m.Provider.provider_id == cl.provider_id)
+        .where(cl.period <= period, cl.jurisdiction == jurisdiction, cl.payable_fen > 0, cl.id.not_in(paid_lines))
+    )
+    adjustments = (
+        select(
+            null().label("claim_line_id"),
+            adj.id,
+            case((adj.delta_fen > 0, "supplement"), else_="recovery").label("kind"),
+            adj.period,
+            adj.provider_id,
+            adj.person_id,
+            m.Person.name,
+            m.Person.id_number,
+            adj.care_mode,
+            literal(0).label("days_paid"),
+            adj.delta_fen,
+            m.Provider.kind.label("payee_kind"),
+        )
+        .join(m.Person, m.Person.person_id == adj.person_id)
+        .join(m.Provider, m.Provider.provider_id == adj.provider_id)
+        .where(adj.period <= period, adj.jurisdiction == jurisdiction, adj.id.not_in(paid_adjustments))
+    )
     with session_scope() as s:
-        paid = select(m.PaymentLine.claim_line_id)
-        cl = m.ClaimLine
-        stmt = (
-            select(
-                cl.id,
-                cl.provider_id,
-                cl.person_id,
-                m.Person.name,
-                m.Person.id_number,
-                cl.care_mode,
-                cl.days_paid,
-                cl.payable_fen,
-                m.Provider.kind,
-            )
-            .join(m.Person, m.Person.person_id == cl.person_id)
-            .join(m.Provider, m.Provider.provider_id == cl.provider_id)
-            .where(
-                cl.period == period,
-                cl.jurisdiction == jurisdiction,
-                cl.payable_fen > 0,
-                cl.id.not_in(paid),
-            )
-            .order_by(cl.provider_id, cl.person_id, cl.id)
-        )
-        return frame(
-            s,
-            stmt,
-            {
-                "claim_line_id": pl.Int64,
-                "provider_id": pl.Utf8,
-                "person_id": pl.Utf8,
-                "person_name": pl.Utf8,
-                "id_number": pl.Utf8,
-                "care_mode": pl.Utf8,
-                "days_paid": pl.Int64,
-                "payable_fen": pl.Int64,
-                "payee_kind": pl.Utf8,
-            },
-        )
+        frames = [frame(s, stmt, PAYABLE) for stmt in (lines, adjustments)]
+    return pl.concat(frames).sort("provider_id", "care_period", "person_id", "kind", "claim_line_id", "adjustment_id")
 
 
 @task(cache_policy=NO_CACHE)
@@ -83,8 +107,14 @@ def payable_to(lines: pl.DataFrame, jurisdiction: str, period: str) -> tuple[pl.
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: str) -> str | None:
-    """One payee's batch for the period, unless it exists already. Returns the new batch's reference."""
+    """One payee's batch for the period, unless it exists already, with its ledger posting and the provider's
+    remittance advice, in one transaction. Returns the new batch's reference.
+
+    A payee whose recoveries (追回) outweigh what is due gets no batch: its lines wait for the next period."""
     batch_ref = f"{jurisdiction}-{period}-{payee_id}"
+    total = int(lines["payable_fen"].sum())
+    if total <= 0:
+        return None
     pack = load_pack(jurisdiction)
     try:
         with session_scope() as s:
@@ -100,7 +130,7 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                 period=period,
                 jurisdiction=jurisdiction,
                 bank_account=provider.bank_account,
-                total_fen=int(lines["payable_fen"].sum()),
+                total_fen=total,
                 line_count=lines.height,
                 status="created",
             )
@@ -110,10 +140,25 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                 m.PaymentLine(
                     batch_id=batch.id,
                     claim_line_id=r["claim_line_id"],
+                    adjustment_id=r["adjustment_id"],
+                    period=r["care_period"],
                     person_id=r["person_id"],
                     amount_fen=r["payable_fen"],
                 )
                 for r in lines.iter_rows(named=True)
+            )
+            recovered = -int(lines.filter(pl.col("payable_fen") < 0)["payable_fen"].sum())
+            ledger.post(
+                s,
+                f"batch:{batch_ref}",
+                jurisdiction,
+                period,
+                [
+                    ledger.debit("benefit_expense", total + recovered),
+                    ledger.credit("benefit_recovered", recovered),
+                    ledger.credit(f"payable:{payee_id}", total),
+                ],
+                memo=f"payment batch {batch_ref}",
             )
             notify(
                 s,
@@ -135,11 +180,15 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                             "care_mode": r["care_mode"],
                             "days_paid": r["days_paid"],
                             "amount_fen": r["payable_fen"],
+                            "kind": r["kind"],
+                            "care_period": r["care_period"],
                         }
                         for r in lines.iter_rows(named=True)
                     ],
                 },
             )
+            failpoint("payment.batch.before_commit")
+        failpoint("payment.batch.committed")
     except IntegrityError:
         # Another run created this payee's batch (or paid one of its lines) first: nothing is paid twice.
         return None

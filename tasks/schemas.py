@@ -165,6 +165,15 @@ class HospitalStays(Inbound):
         return f.select(pl.col("discharged_on").is_null() | (pl.col("discharged_on") >= pl.col("admitted_on")))
 
 
+class BankReturns(Inbound):
+    batch_ref: str = pa.Field(str_length={"min_value": 1, "max_value": 64}, description="the batch transferred")
+    amount_fen: int = pa.Field(ge=0, description="amount transferred, yuan")
+    status: str = pa.Field(isin=["paid", "failed"], description="paid, or failed (returned by the bank)")
+    value_date: dt.date = pa.Field(nullable=True, description="YYYY-MM-DD the transfer was made")
+    bank_reference: str = pa.Field(nullable=True, description="the bank's own reference")
+    reason: str = pa.Field(nullable=True, description="why a transfer failed")
+
+
 @dataclass(frozen=True)
 class Column:
     """A CSV column: its header, the field it feeds, how its text is read, whether it may be empty."""
@@ -359,6 +368,22 @@ INBOUND: dict[str, InboundKind] = {
             ("person_id", "admitted_on"),
             (("person_id", "person"),),
             "Hospital admissions and discharges.",
+        ),
+        InboundKind(
+            "bank_returns",
+            BankReturns,
+            (
+                _c("batch_ref"),
+                _c("amount", "money"),
+                _c("status"),
+                _c("value_date", "date", False),
+                _c("bank_reference", required=False),
+                _c("reason", required=False),
+            ),
+            ("batch_ref",),
+            (),
+            "The bank's return file for a bank transfer file: one row per transfer, paid or failed. A batch it does "
+            "not name, or names twice, is a reconciliation break, not a bad row.",
         ),
     ]
 }

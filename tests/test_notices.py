@@ -20,7 +20,16 @@ from sqlalchemy import func, select
 from ltc.settings import get_settings
 from storage.db import session_scope, upgrade
 from storage.models import Notice
-from tasks.notices import CONTEXT_KEYS, deliver_pending, delivery_url, enqueue, mask_id, render, yuan
+from tasks.notices import (
+    CONTEXT_KEYS,
+    deliver_pending,
+    delivery_url,
+    enqueue,
+    mask_id,
+    render,
+    retry_delay,
+    yuan,
+)
 
 ID_NUMBER = "450103199001011234"
 MASKED_ID = "450***********1234"
@@ -134,6 +143,8 @@ def contexts() -> dict[str, dict[str, Any]]:
                     "care_mode": "institutional",
                     "days_paid": 31,
                     "amount_fen": 204600,
+                    "kind": "claim",
+                    "care_period": "2024-05",
                 }
             ],
             "document": DOCUMENT,
@@ -382,7 +393,7 @@ def test_deliver_to_the_file_outbox(db: Path) -> None:
     assert row.sent_at is not None
     path = settings.outbox_dir / f"{row.id}-eligibility_decision-P0001.txt"
     text = path.read_text(encoding="utf-8")
-    assert text == f"{row.subject}\n\n{row.body}"
+    assert text == f"{row.subject}\n\n{row.body.rstrip()}\n\n通知编号：{row.id}（查重键：{row.dedupe_key}）\n"
     assert text.startswith("长期护理保险待遇不予核准通知（申请编号：NN-2024-000123）\n\n黄秀兰（公民身份号码：")
     assert "南府规〔2023〕26号 三(三)1" in text and MASKED_ID in text and ID_NUMBER not in text
     assert [p.name for p in settings.outbox_dir.iterdir()] == [path.name]
@@ -402,23 +413,32 @@ def test_unreachable_url_fails_after_five_attempts(db: Path) -> None:
     add_notice("json://127.0.0.1:9/x", dedupe_key="unreachable")
     add_notice(get_settings().default_notify_url, dedupe_key="fine")
 
-    assert deliver_pending() == {"sent": 1, "failed": 1, "pending": 1}
+    t0 = dt.datetime(2026, 4, 1, 9, 0, tzinfo=dt.UTC)
+    assert deliver_pending(now=t0) == {"sent": 1, "failed": 1, "pending": 1}
     bad, good = notices()
     assert good.status == "sent"
     assert (bad.status, bad.attempts, bad.sent_at) == ("pending", 1, None)
     assert bad.last_error
 
+    # It waits out its backoff (60 s, then 120 s, 240 s, ...) before it is tried again.
+    t = t0
     for attempt in range(2, 5):
-        assert deliver_pending() == {"sent": 0, "failed": 1, "pending": 1}
+        wait = retry_delay(attempt - 1)
+        assert wait == dt.timedelta(seconds=60 * 2 ** (attempt - 2))
+        assert deliver_pending(now=t + wait - dt.timedelta(seconds=1)) == {"sent": 0, "failed": 0, "pending": 1}
+        t = t + wait
+        assert deliver_pending(now=t) == {"sent": 0, "failed": 1, "pending": 1}
         (bad, _) = notices()
         assert (bad.status, bad.attempts) == ("pending", attempt)
+        assert bad.next_attempt_at is not None
 
-    assert deliver_pending() == {"sent": 0, "failed": 1, "pending": 0}
+    t = t + retry_delay(4)
+    assert deliver_pending(now=t) == {"sent": 0, "failed": 1, "pending": 0}
     (bad, _) = notices()
-    assert (bad.status, bad.attempts, bad.sent_at) == ("failed", 5, None)
+    assert (bad.status, bad.attempts, bad.sent_at, bad.next_attempt_at) == ("failed", 5, None, None)
 
     # A failed notice is not tried again.
-    assert deliver_pending() == {"sent": 0, "failed": 0, "pending": 0}
+    assert deliver_pending(now=t + dt.timedelta(days=30)) == {"sent": 0, "failed": 0, "pending": 0}
     (bad, _) = notices()
     assert bad.attempts == 5
 
