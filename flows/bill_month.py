@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow, get_run_logger, unmapped
 
 from flows.runners import billing_runner
 from tasks.billing import bill_part, plan_parts
@@ -36,12 +36,25 @@ def bill_month(jurisdiction: str, period: str, part_persons: int | None = None) 
     t = time.time()
     parts = plan_parts(jurisdiction, period, part_persons or persons_per_part())
     planned = (t, time.time())
-    done = [f.result() for f in bill_part.map(unmapped(jurisdiction), unmapped(period), parts)]
+    done = [f.result() for f in bill_part.map(unmapped(jurisdiction), unmapped(period), parts, since=unmapped(t))]
+    elsewhere = sum(d["billed_by_another_run"] for d in done)
+    if elsewhere:
+        get_run_logger().warning(
+            "%s of %s parts were billed by another run of this month at the same time", elsewhere, len(done)
+        )
     totals = {k: sum(d[k] for d in done) for k in ("claim_lines", "written", "care_days", "days_paid")}
     totals |= {k: sum(d[k] for d in done) for k in ("days_excluded", "payable_fen")}
+    flags = {rule: sum(d["fraud_flags"][rule] for d in done) for rule in done[0]["fraud_flags"]} if done else {}
+    for rule, n in flags.items():
+        if n:
+            get_run_logger().warning("%s care-day records flagged %s (table fraud_flag)", n, rule)
     return totals | {
+        "fraud_flags": flags,
         "parts": len(done),
+        "parts_billed_by_another_run": elsewhere,
         "workers": sorted({d["worker"] for d in done}),
         "task_wall_seconds": round(_covered([planned, *(d["interval"] for d in done)]), 3),
-        "task_seconds": {k: round(sum(d["seconds"][k] for d in done), 3) for k in ("read", "compute", "write")},
+        "task_seconds": {
+            k: round(sum(d["seconds"][k] for d in done), 3) for k in ("read", "compute", "checks", "write")
+        },
     }

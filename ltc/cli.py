@@ -23,6 +23,8 @@ db_app = typer.Typer(help="The database schema.")
 app.add_typer(db_app, name="db")
 ledger_app = typer.Typer(help="The fund's double-entry ledger.")
 app.add_typer(ledger_app, name="ledger")
+audit_app = typer.Typer(help="The hash-chained audit log of decisions and reads of persons' records.")
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 FLOWS = [
@@ -40,7 +42,6 @@ FLOWS = [
     "send_notices",
     "monthly_cycle",
 ]
-EXPORTS = ["claims", "payments", "decisions", "notices", "quarantine", "held", "flagged"]
 
 
 @db_app.command("upgrade")
@@ -83,6 +84,41 @@ def ledger_balance(
     with session_scope() as s:
         for account, fen in sorted(ledger.trial_balance(s, fund, period).items()):
             console.print(f"{account:<28} {yuan(fen, grouping=True):>20}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit log's hash chain; name every entry edited, removed or inserted out of turn; exit 1 if any."""
+    from storage.db import session_scope, upgrade
+    from tasks import audit
+
+    upgrade()
+    with session_scope() as s:
+        n, problems = audit.verify(s)
+    for p in problems:
+        console.print(f"[red]audit entry {p.entry_id}: {p.what}[/]")
+    console.print(f"{n} audit entries, {len(problems)} problems")
+    raise typer.Exit(1 if problems else 0)
+
+
+@audit_app.command("show")
+def audit_show(
+    subject: Annotated[str | None, typer.Option(help="only entries about this subject (a person, a batch)")] = None,
+    last: Annotated[int, typer.Option(help="how many of the latest entries")] = 20,
+) -> None:
+    """The latest audit entries."""
+    from sqlalchemy import select
+
+    from storage.db import session_scope, upgrade
+    from storage.models import AuditEntry
+
+    upgrade()
+    stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(last)
+    if subject:
+        stmt = stmt.where(AuditEntry.subject == subject)
+    with session_scope() as s:
+        for e in reversed(s.scalars(stmt).all()):
+            typer.echo(f"{e.id}\t{e.at:%Y-%m-%d %H:%M:%S}\t{e.actor}\t{e.action}\t{e.subject}\t{e.detail}")
 
 
 def _safe_url(url: str) -> str:
@@ -210,14 +246,18 @@ def _run_flow(
 
 @app.command()
 def export(
-    kind: Annotated[str, typer.Argument(help=", ".join(EXPORTS))],
-    period: Annotated[str | None, typer.Option(help="only this period (claims, payments)")] = None,
+    kind: Annotated[str, typer.Argument(help="claims, payments, decisions, notices, quarantine, held, flagged, fraud")],
+    period: Annotated[str | None, typer.Option(help="only this period (claims, payments, fraud)")] = None,
     out: Annotated[Path | None, typer.Option(help="file to write (default: standard output)")] = None,
 ) -> None:
     """Export a table of the record as CSV. ID numbers are masked."""
     from ltc.exports import export_rows
 
-    header, rows = export_rows(kind, period)
+    try:
+        header, rows = export_rows(kind, period)
+    except ValueError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from None
     stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
     w = csv.writer(stream)
     w.writerow(header)

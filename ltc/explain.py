@@ -10,6 +10,7 @@ from ltc.formatting import mask_id, yuan
 from rules.engine import load_pack, reasons
 from storage import models as m
 from storage.db import session_scope
+from tasks import audit
 
 
 def _cite(c: dict[str, Any]) -> str:
@@ -24,6 +25,7 @@ def explain(person_id: str, period: str | None = None) -> str:
         person = s.get(m.Person, person_id)
         if person is None:
             raise LookupError(f"no person {person_id}")
+        audit.record(s, "read.person", person_id, {"view": "explain", "period": period})
         pack = load_pack(person.jurisdiction)
         catalogue = reasons(pack)
         lines.append(f"{person.person_id} {person.name} {mask_id(person.id_number)} · {pack.name} · {pack.status}")

@@ -10,12 +10,19 @@ from sqlalchemy import select
 from ltc.formatting import mask_id
 from storage import models as m
 from storage.db import session_scope
+from tasks import audit
 
-EXPORTS = ["claims", "payments", "decisions", "notices", "quarantine", "held", "flagged"]
+EXPORTS = ["claims", "payments", "decisions", "notices", "quarantine", "held", "flagged", "fraud"]
+# Exports that hold persons' records: each is written to the audit log as a read.
+PERSONAL = {"claims", "decisions", "notices", "held", "flagged", "fraud"}
 
 
 def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[list[Any]]]:
+    if kind not in EXPORTS:
+        raise ValueError(f"unknown export {kind!r}; one of {', '.join(EXPORTS)}")
     with session_scope() as s:
+        if kind in PERSONAL:
+            audit.record(s, "read.export", kind, {"period": period})
         if kind == "claims":
             cl = m.ClaimLine
             stmt = select(cl).order_by(cl.period, cl.provider_id, cl.person_id, cl.care_mode)
@@ -140,6 +147,16 @@ def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[l
             return header, [
                 [x.application_id, x.person_id, x.received_on, x.visit_reason, x.problem]
                 for x in s.scalars(select(ap).where(ap.problem.is_not(None)).order_by(ap.application_id))
+            ]
+        if kind == "fraud":
+            f = m.FraudFlag
+            stmt3 = select(f).order_by(f.period, f.rule, f.person_id, f.provider_id, f.care_date)
+            if period:
+                stmt3 = stmt3.where(f.period == period)
+            header = ["period", "jurisdiction", "rule", "person_id", "provider_id", "care_date", "detail", "clause"]
+            return header, [
+                [x.period, x.jurisdiction, x.rule, x.person_id, x.provider_id, x.care_date, x.detail, x.clause]
+                for x in s.scalars(stmt3)
             ]
         if kind == "quarantine":
             q = m.QuarantinedRow

@@ -443,3 +443,52 @@ class QuarantinedRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FraudFlag(Base):
+    """A care-day record that one of the named fraud checks (`rules/fraud.yaml`) found, for the fund's
+    inspectors. Billing writes a part's flags in the transaction of its claim lines."""
+
+    __tablename__ = "fraud_flag"
+    __table_args__ = (UniqueConstraint("rule", "person_id", "provider_id", "care_date"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    provider_id: Mapped[str] = mapped_column(String(32), index=True)
+    care_date: Mapped[dt.date] = mapped_column(Date)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    clause: Mapped[str] = mapped_column(String(128))
+
+
+class AuditEntry(Base):
+    """The audit log: every decision and every read of a person's record, appended, never edited (the database
+    refuses UPDATE and DELETE). Each entry carries the hash of the one before it and its own hash over both, so
+    an edited or removed entry breaks the chain (`ltc audit verify`). Entries name internal ids, never an ID
+    number."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    subject: Mapped[str] = mapped_column(String(160), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class WorkClaim(Base):
+    """A unit of work that one run at a time may do (a billing part). A run takes the row's lock in the
+    transaction that does the work (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite every transaction
+    holds the write lock from its start), so a second run at the same time finds it taken; a run that dies loses
+    the lock with its connection, and the work is free again. The row keeps who did the work last and when."""
+
+    __tablename__ = "work_claim"
+    __table_args__ = (UniqueConstraint("kind", "work_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    work_key: Mapped[str] = mapped_column(String(160))
+    holder: Mapped[str | None] = mapped_column(String(160))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

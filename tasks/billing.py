@@ -20,12 +20,14 @@ from sqlalchemy.orm import Session
 
 from ltc.faults import failpoint
 from ltc.formatting import yuan
+from rules import fraud
 from rules.engine import Pack, RulesError, load_pack, period_bounds, reasons
 from rules.formulas import resolve
 from storage import models as m
 from storage.bulk import bulk_upsert
 from storage.db import session_scope
-from tasks import records
+from tasks import audit, records
+from tasks import claims as work
 from tasks.notices import Outbox
 from tasks.records import WHOLE, Part
 from tasks.schemas import Claims
@@ -101,7 +103,14 @@ def plan_parts(jurisdiction: str, period: str, persons_per_part: int) -> list[Pa
     the part, not by the pooling area."""
     load_pack(jurisdiction).check_period(period)
     with session_scope() as s:
-        return records.parts(s, jurisdiction, persons_per_part)
+        parts = records.parts(s, jurisdiction, persons_per_part)
+    with session_scope() as s:
+        work.ensure(s, "billing", [part_key(jurisdiction, period, p) for p in parts])
+    return parts
+
+
+def part_key(jurisdiction: str, period: str, part: Part) -> str:
+    return f"{jurisdiction} {period} persons {part[0] or ''}..{part[1] or ''}"
 
 
 @task(
@@ -110,21 +119,46 @@ def plan_parts(jurisdiction: str, period: str, persons_per_part: int) -> list[Pa
     retry_delay_seconds=5,
     task_run_name="bill {jurisdiction} {period} persons {part[0]}..{part[1]}",
 )
-def bill_part(jurisdiction: str, period: str, part: Part) -> dict[str, Any]:
+def bill_part(jurisdiction: str, period: str, part: Part, since: float | None = None) -> dict[str, Any]:
     """Read, compute, validate and write one part's claim lines, in one transaction. Returns the part's totals
-    and the seconds spent in each stage."""
+    and the seconds spent in each stage.
+
+    The part is claimed first (`tasks.claims`): if another run bills it at the same time, or has billed it since
+    `since` (this run's start, epoch seconds), this run leaves it to that run and returns zeros with
+    `billed_by_another_run`."""
     seconds: dict[str, float] = {}
     started = time.time()
+    key = part_key(jurisdiction, period, part)
+    run_start = dt.datetime.fromtimestamp(since if since is not None else started, dt.UTC)
     with session_scope() as s:
+        if not work.claim(s, "billing", key, run_start):
+            return _nothing_billed(started)
         t = time.perf_counter()
         inputs = read_inputs(s, jurisdiction, period, part)
         seconds["read"] = time.perf_counter() - t
         t = time.perf_counter()
         claims = compute_claims(inputs, jurisdiction, period)
         seconds["compute"] = time.perf_counter() - t
+        t = time.perf_counter()
+        flags = fraud.fraud_flags(inputs)
+        seconds["checks"] = time.perf_counter() - t
         del inputs
         t = time.perf_counter()
         written = write_lines(s, claims, jurisdiction, period, part)
+        write_flags(s, flags, jurisdiction, period)
+        work.finish(s, "billing", key)
+        audit.record(
+            s,
+            "billing.part",
+            key,
+            {
+                "claim_lines": claims.height,
+                "written": written,
+                "payable_fen": int(claims["payable_fen"].sum()),
+                "claims_sha256": frame_sha256(claims, ["person_id", "provider_id", "care_mode"]),
+                "fraud_flags": {k: v for k, v in fraud.counts(flags).items() if v},
+            },
+        )
         failpoint("billing.part.before_commit")
     failpoint("billing.part.committed")
     seconds["write"] = time.perf_counter() - t
@@ -135,10 +169,41 @@ def bill_part(jurisdiction: str, period: str, part: Part) -> dict[str, Any]:
         "days_paid": int(claims["days_paid"].sum()),
         "days_excluded": int(claims["days_excluded"].sum()),
         "payable_fen": int(claims["payable_fen"].sum()),
+        "fraud_flags": fraud.counts(flags),
         "seconds": seconds,
         "interval": (started, time.time()),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "billed_by_another_run": False,
     }
+
+
+def _nothing_billed(started: float) -> dict[str, Any]:
+    totals = dict.fromkeys(("claim_lines", "written", "care_days", "days_paid", "days_excluded", "payable_fen"), 0)
+    return totals | {
+        "fraud_flags": fraud.counts(pl.DataFrame(schema=fraud.FLAG_SCHEMA)),
+        "seconds": dict.fromkeys(("read", "compute", "checks", "write"), 0.0),
+        "interval": (started, time.time()),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "billed_by_another_run": True,
+    }
+
+
+def frame_sha256(frame: pl.DataFrame, keys: list[str]) -> str:
+    """A digest of a frame's content, in key order, for the audit log."""
+    flat = [c for c, dtype in frame.schema.items() if not dtype.is_nested()]
+    data = frame.sort(keys).select(flat).write_csv().encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_flags(s: Session, flags: pl.DataFrame, jurisdiction: str, period: str) -> int:
+    """Store a part's fraud flags (a rerun finds the same flags and adds nothing)."""
+    clauses = pl.DataFrame(
+        {"rule": list(fraud.catalogue()), "clause": [c["clause"] for c in fraud.catalogue().values()]}
+    )
+    rows = flags.join(clauses, on="rule", how="left").with_columns(
+        period=pl.lit(period), jurisdiction=pl.lit(jurisdiction), detail=pl.col("detail").str.slice(0, 256)
+    )
+    return bulk_upsert(s, m.FraudFlag, rows, ["rule", "person_id", "provider_id", "care_date"], update=False)
 
 
 def _cites(pack: Pack, names: list[str | None], period: str) -> list[dict[str, Any]]:

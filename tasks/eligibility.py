@@ -17,7 +17,7 @@ from rules.formulas import resolve
 from rules.inputs import OUTPUT_DECISIONS
 from storage import models as m
 from storage.db import session_scope, upsert
-from tasks import records
+from tasks import audit, records
 from tasks.billing import rate_lines
 from tasks.notices import notify
 from tasks.schemas import Decisions
@@ -150,6 +150,21 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                 update(m.Application)
                 .where(m.Application.application_id == d["application_id"])
                 .values(status="decided")
+            )
+            audit.record(
+                s,
+                "decision.eligibility",
+                d["application_id"],
+                {
+                    "person_id": d["person_id"],
+                    "assessment_sequence": sequence,
+                    "approved": d["approved"],
+                    "grade": d["grade"],
+                    "start_date": d["start_date"],
+                    "end_date": d["end_date"],
+                    "reasons": list(d["reason_codes"]),
+                    "as_of": as_of,
+                },
             )
             context: dict[str, Any] = {
                 "person_name": person.name,

@@ -18,6 +18,7 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rules import fraud
 from rules.engine import Pack, load_pack
 from storage import models as m
 from storage.bulk import bulk_upsert
@@ -358,8 +359,12 @@ def _added_headers(spec: InboundKind, path: Path) -> set[str]:
 def _with_duplicates(spec: InboundKind, failures: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
     """Every row whose key another row of the file repeats is kept back, all of them: which is right is for
     the sender to say."""
+    reason = "duplicate key in file"
+    if spec.kind == "care_days":  # a named fraud check: the same item billed twice for a person, provider and day
+        entry = fraud.catalogue()["REPEATED_ITEM"]
+        reason = f"{reason}: REPEATED_ITEM, {entry['zh']} ({entry['clause']})"
     dup = pl.DataFrame({"line": lines.cast(pl.Int64)}).select(
-        "line", pl.lit(spec.key[0]).alias("field"), pl.lit("duplicate key in file").alias("reason")
+        "line", pl.lit(spec.key[0]).alias("field"), pl.lit(reason).alias("reason")
     )
     return pl.concat([failures, dup]).unique(["line", "field"], keep="first").sort("line", "field")
 

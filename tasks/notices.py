@@ -417,7 +417,8 @@ def _due(now: dt.datetime) -> Any:
 
 
 def deliver_pending(limit: int = 1000, now: dt.datetime | None = None) -> dict[str, int]:
-    """Send up to `limit` notices that are due (oldest first), one recipient per call, and record each result.
+    """Send up to `limit` notices that are due (oldest first), one recipient per call, and record each result in
+    the transaction that holds the notice while it is sent.
 
     A notice that was sent is marked "sent" with its `sent_at`. A failure raises `attempts`, keeps the reason in
     `last_error` and sets `next_attempt_at` (`retry_delay`); after MAX_ATTEMPTS failures the notice is marked
@@ -444,13 +445,18 @@ def deliver_pending(limit: int = 1000, now: dt.datetime | None = None) -> dict[s
 
     sent = failed = 0
     for notice_id, url, kind, recipient_id, subject, body, dedupe_key, language in batch:
-        text = f"{body.rstrip()}\n\n{footer(notice_id, dedupe_key, language)}\n"
-        error = _send(delivery_url(url, notice_id, kind, recipient_id), subject, text)
-        failpoint("notices.sent.before_record")
         with session_scope() as session:
-            notice = session.get(Notice, notice_id)
-            if notice is None or notice.status != "pending":
+            # The notice is held while it is sent: another run delivering at the same time skips it (PostgreSQL:
+            # SKIP LOCKED; SQLite: the write lock), and a run killed mid-send releases it with its connection.
+            mine = select(Notice).where(Notice.id == notice_id, _due(now))
+            if session.get_bind().dialect.name == "postgresql":
+                mine = mine.with_for_update(skip_locked=True)
+            notice = session.scalar(mine)
+            if notice is None:  # sent or being sent by another run since the batch was read
                 continue
+            text = f"{body.rstrip()}\n\n{footer(notice_id, dedupe_key, language)}\n"
+            error = _send(delivery_url(url, notice_id, kind, recipient_id), subject, text)
+            failpoint("notices.sent.before_record")
             if error is None:
                 notice.status = "sent"
                 notice.sent_at = dt.datetime.now(dt.UTC)

@@ -7,6 +7,7 @@ the provider's remittance advice are written in one transaction, so a crash leav
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import polars as pl
@@ -21,7 +22,7 @@ from ltc.settings import get_settings
 from rules.engine import load_pack, period_bounds
 from storage import models as m
 from storage.db import session_scope
-from tasks import ledger
+from tasks import audit, ledger
 from tasks.notices import notify
 from tasks.records import frame
 
@@ -187,6 +188,21 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                     ],
                 },
             )
+            audit.record(
+                s,
+                "payment.batch",
+                batch_ref,
+                {
+                    "payee_id": payee_id,
+                    "period": period,
+                    "total_fen": total,
+                    "lines": lines.height,
+                    "recovered_fen": recovered,
+                    "lines_sha256": audit.content_sha256(
+                        lines.select("claim_line_id", "adjustment_id", "payable_fen").rows()
+                    ),
+                },
+            )
             failpoint("payment.batch.before_commit")
         failpoint("payment.batch.committed")
     except IntegrityError:
@@ -208,7 +224,7 @@ def write_bank_file(jurisdiction: str, period: str) -> str:
         ).all()
         path = Path(get_settings().bank_dir) / f"{jurisdiction}-{period}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two runs at once never write into one file
         with tmp.open("w", encoding="utf-8", newline="") as f:
             w = csv.writer(f)
             w.writerow(["batch_ref", "payee_id", "payee_name", "bank_account", "amount", "lines"])

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from ltc.formatting import yuan
 from storage import models as m
 from storage.db import session_scope, upsert
-from tasks import ledger
+from tasks import audit, ledger
 
 
 def _breaks(batches: list[m.PaymentBatch], returns: dict[str, m.BankReturn], prefix: str) -> list[tuple[str, str, str]]:
@@ -126,6 +126,18 @@ def reconcile(jurisdiction: str, period: str) -> dict[str, Any]:
                 )
             )
             is not None
+        )
+        audit.record(
+            s,
+            "payment.reconcile",
+            f"{jurisdiction} {period}",
+            {
+                "batches": len(batches),
+                "paid": sum(b.status == "paid" for b in batches),
+                "paid_fen": paid_fen,
+                "breaks": [f"{ref} {kind}" for ref, kind, _ in breaks],
+                "closed": closed,
+            },
         )
         return {
             "batches": len(batches),

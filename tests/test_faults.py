@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,4 +96,84 @@ def test_killed_at_each_point_then_run_again_ends_as_an_uninterrupted_run(
         assert_consistent_after_a_kill()
 
     run_demo("nanning", PERIOD, SEED, SIZE)
+    assert_as_if_uninterrupted()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_two_runs_of_the_same_month_at_once_give_one_result(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes run the whole month at the same time, as a redeploy or a late schedule would start them: both
+    finish, and the record is that of one uninterrupted run (no part billed twice at once, no payee paid twice,
+    no notice sent by both)."""
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("LTC_BILLING_PART_PERSONS", "40")
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", DEMO], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(r.wait(timeout=900), r.stderr.read().decode() if r.stderr else "") for r in runs]
+    for code, err in outcomes:
+        assert code == 0, err[-3000:]
+    assert_as_if_uninterrupted()
+    with session_scope() as s:
+        audit_batches = s.scalar(
+            select(func.count()).select_from(m.AuditEntry).where(m.AuditEntry.action == "payment.batch")
+        )
+        batches = s.scalar(select(func.count()).select_from(m.PaymentBatch))
+    assert audit_batches == batches  # each batch decided once, by one of the two runs
+
+
+def _terminate_idle_transactions(database: str) -> int:
+    """Cut the connections of the database's open, waiting transactions, as a network cut or a server restart
+    would."""
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+        rows = c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND state = 'idle in transaction' AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return sum(1 for (ok,) in rows if ok)
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("point", ["billing.part.before_commit@2", "payment.batch.before_commit@2"])
+def test_connection_cut_mid_commit_then_the_run_finishes(
+    backend: str, point: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run stops inside a transaction that has written a part's claim lines (or a payee's batch) and is about
+    to commit; PostgreSQL terminates its connection (pg_terminate_backend). The commit fails, nothing of it is
+    kept, the task is retried on a new connection, and the run ends as an uninterrupted run."""
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("LTC_BILLING_PART_PERSONS", "40")
+    marker = tmp_path / "paused"
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "LTC_FAILPOINT": f"{point}:pause",
+        "LTC_FAILPOINT_MARKER": str(marker),
+        "LTC_FAILPOINT_PAUSE": "15",
+        "PREFECT_LOGGING_LEVEL": "INFO",  # the failed attempt and its retry are logged at INFO
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-c", DEMO], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 600
+    while not marker.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), (run.poll(), run.stderr.read().decode()[-3000:] if run.stderr else "")
+    database = get_settings().database_url.rsplit("/", 1)[-1]
+    assert _terminate_idle_transactions(database) >= 1
+    code = run.wait(timeout=900)
+    err = run.stderr.read().decode() if run.stderr else ""
+    assert code == 0, err[-3000:]
+    out = (run.stdout.read().decode() if run.stdout else "") + err
+    assert "terminating connection due to administrator command" in out  # the cut was seen by the commit ...
+    assert "Retry 1/2" in out  # ... and the task was tried again
     assert_as_if_uninterrupted()

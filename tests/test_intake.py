@@ -132,7 +132,9 @@ def test_a_large_file_loads_in_batches_with_the_same_outcome(
     whole = _outcome(load_file("care_days", care))
     counts, errors, rows, _ = whole
     assert counts == (9, 3, 6)
-    assert (2, "person_id", "duplicate key in file") in errors and (9, "person_id", "duplicate key in file") in errors
+    repeated = "duplicate key in file: REPEATED_ITEM, 同一服务机构同一天为同一人重复申报同一服务项目。"
+    repeated += " (医疗保障基金使用监督管理条例 第十五条(三) (重复收费))"
+    assert (2, "person_id", repeated) in errors and (9, "person_id", repeated) in errors
     assert [r[2] for r in rows] == [0, 8050, 1000]
     with session_scope() as s:
         s.execute(m.CareDay.__table__.delete())

@@ -536,3 +536,32 @@ def test_a_personal_share_is_shown_on_the_statement() -> None:
     context["lines"][0]["personal_fen"] = 90000
     _, body = render("monthly_statement", "zh_CN", context)
     assert "个人负担金额：900.00元" in body
+
+
+def test_smtp_server_down_then_back(db: Path) -> None:
+    """The mail server is down: the attempt fails, is counted, and waits its backoff; before the wait is over
+    nothing is tried; once the server is back, the next run delivers the notice once."""
+    port = free_port()
+    add_notice(f"mailto://127.0.0.1:{port}?from=ltc@example.org&to=person@example.org")
+    t0 = dt.datetime(2026, 4, 1, 9, 0, tzinfo=dt.UTC)
+    assert deliver_pending(now=t0) == {"sent": 0, "failed": 1, "pending": 1}
+    (row,) = notices()
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        assert deliver_pending(now=t0 + retry_delay(1) - dt.timedelta(seconds=1))["sent"] == 0  # still waiting
+        assert inbox.messages == []
+        assert deliver_pending(now=t0 + retry_delay(1)) == {"sent": 1, "failed": 0, "pending": 0}
+        assert deliver_pending(now=t0 + retry_delay(2)) == {"sent": 0, "failed": 0, "pending": 0}
+    finally:
+        controller.stop()
+    (row,) = notices()
+    assert (row.status, row.attempts) == ("sent", 1)
+    (message,) = inbox.messages  # delivered once
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    assert f"通知编号：{row.id}" in str(part.get_content())

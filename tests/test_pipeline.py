@@ -16,6 +16,7 @@ from ltc.pipeline import run_demo
 from ltc.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
+from tasks import audit
 
 PERIOD = "2026-03"
 # The document's own figures (三(三)3(2)), as a reader of the clause would use them by hand.
@@ -109,6 +110,57 @@ def expected_claims(folder: Path) -> dict[tuple[str, str, str], int]:
     return payable
 
 
+def expected_flags(folder: Path) -> set[tuple[str, str, str, dt.date]]:
+    """The named fraud checks (rules/fraud.yaml) by hand on the accepted care-day rows: care after death, care on a
+    day wholly inside a hospital stay, a person-day billed by two providers, a provider outside its contract."""
+    deaths = {p["person_id"]: dt.date.fromisoformat(p["death_date"]) for p in _rows(folder / f"deaths_{PERIOD}.csv")}
+    stays = defaultdict(list)
+    for st in _rows(folder / f"hospital_stays_{PERIOD}.csv"):
+        stays[st["person_id"]].append(
+            (dt.date.fromisoformat(st["admitted_on"]), dt.date.fromisoformat(st["discharged_on"]))
+        )
+    persons = {p["person_id"] for p in _rows(folder / "persons.csv")}
+    active = {p["provider_id"] for p in _rows(folder / "providers.csv") if p["status"] == "active"}
+    seen: dict[tuple[str, dt.date], set[str]] = defaultdict(set)
+    flags = set()
+    for c in _rows(folder / f"care_days_{PERIOD}.csv"):
+        try:
+            day = dt.date.fromisoformat(c["care_date"])
+        except ValueError:
+            continue
+        person, provider = c["person_id"], c["provider_id"]
+        if person not in persons or day.isoformat()[:7] != PERIOD or c["amount"].startswith("-"):
+            continue
+        seen[(person, day)].add(provider)
+        if person in deaths and day > deaths[person]:
+            flags.add(("CARE_AFTER_DEATH", person, provider, day))
+        if any(adm < day < dis for adm, dis in stays[person]):
+            flags.add(("CARE_IN_HOSPITAL", person, provider, day))
+        if provider not in active:
+            flags.add(("PROVIDER_NOT_IN_CONTRACT", person, provider, day))
+    for (person, day), providers in seen.items():
+        if len(providers) > 1:
+            flags |= {("TWO_PROVIDERS_SAME_DAY", person, provider, day) for provider in providers}
+    return flags
+
+
+def _flags() -> set[tuple[str, str, str, dt.date]]:
+    with session_scope() as s:
+        return {(f.rule, f.person_id, f.provider_id, f.care_date) for f in s.scalars(select(m.FraudFlag))}
+
+
+def _audit_actions() -> dict[str, int]:
+    with session_scope() as s:
+        n, problems = audit.verify(s)
+        assert problems == [] and n > 0
+        return dict(s.execute(select(m.AuditEntry.action, func.count()).group_by(m.AuditEntry.action)).all())
+
+
+def _decisions() -> list[str]:
+    with session_scope() as s:
+        return list(s.scalars(select(m.EligibilityDecision.application_id)))
+
+
 def _record() -> dict[str, object]:
     with session_scope() as s:
         return {
@@ -152,5 +204,18 @@ def test_monthly_cycle_matches_hand_computation_and_pays_once(backend: str) -> N
     outbox = list(get_settings().outbox_dir.iterdir())
     assert len(outbox) == rec["notices"]
 
+    flags = _flags()
+    assert flags == expected_flags(folder)
+    assert "CARE_IN_HOSPITAL" in {f[0] for f in flags}  # the demo bills some days wholly in hospital
+
+    actions = _audit_actions()  # every decision audited once, in an unbroken chain
+    assert actions["decision.eligibility"] == len(_decisions())
+    assert actions["payment.batch"] == first["batches"]
+    assert actions["billing.part"] >= 1
+
     run_demo("nanning", PERIOD, 7, size)
     assert _record() == rec
+    assert _flags() == flags
+    again = _audit_actions()
+    assert again["decision.eligibility"] == actions["decision.eligibility"]  # nothing decided twice
+    assert again["payment.batch"] == actions["payment.batch"]  # nothing paid twice
