@@ -111,7 +111,7 @@ def load_registry(data: dict[str, pl.DataFrame]) -> None:
             p.select(
                 "person_id",
                 pl.lit("测试").alias("name"),
-                pl.lit("450103195001011234").alias("id_number"),
+                pl.lit("45010319500101123X").alias("id_number"),
                 pl.lit("nanning").alias("jurisdiction"),
                 pl.lit("青秀区").alias("area"),
                 pl.lit("employee").alias("insurance_type"),

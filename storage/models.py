@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ltc import idvault
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -46,7 +48,9 @@ class Person(Base):
     __tablename__ = "person"
     person_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
-    id_number: Mapped[str] = mapped_column(String(18))
+    # 身份证号 encrypted, with a keyed hash for matching (ltc/idvault.py); `id_number` reads and writes it.
+    id_number_enc: Mapped[str] = mapped_column(String(128))
+    id_hash: Mapped[str] = mapped_column(String(64), index=True)
     jurisdiction: Mapped[str] = mapped_column(String(32), index=True)
     area: Mapped[str] = mapped_column(String(64))
     insurance_type: Mapped[str] = mapped_column(String(16))
@@ -61,6 +65,16 @@ class Person(Base):
     village: Mapped[str | None] = mapped_column(String(64))
     notify_url: Mapped[str | None] = mapped_column(String(512))
     language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+
+    @property
+    def id_number(self) -> str:
+        """The ID number in clear, for a notice's masked form or a bank file; never logged or stored."""
+        return idvault.decrypt(self.id_number_enc)
+
+    @id_number.setter
+    def id_number(self, value: str) -> None:
+        self.id_number_enc = idvault.encrypt(value)
+        self.id_hash = idvault.id_hash(value)
 
 
 class Contribution(Base):

@@ -18,6 +18,8 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ltc import idvault
+from ltc.formatting import mask_id
 from rules import fraud
 from rules.engine import Pack, load_pack
 from storage import models as m
@@ -25,7 +27,7 @@ from storage.bulk import bulk_upsert
 from storage.db import session_scope, upsert
 from tasks import records
 from tasks.notices import notify
-from tasks.schemas import INBOUND, Column, InboundKind
+from tasks.schemas import CHECK_DIGIT_ERROR, INBOUND, Column, InboundKind
 
 MONEY = r"^-?\d+(\.\d{1,2})?$"
 TRUE = {"true", "1", "yes", "y", "是"}
@@ -124,7 +126,8 @@ def parse(spec: InboundKind, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
     for c in spec.columns:
         text = pl.col(c.header).str.strip_chars().fill_null("")
         given = raw.select("line", text.alias("value"))
-        bad_parse = parsed.select(pl.col(c.field).is_null().alias("null"))
+        # Read before any default is filled in: a value given but unreadable is an error, never the default.
+        bad_parse = raw.select(_parse(c, pl.col(c.header)).is_null().alias("null"))
         frame = pl.concat([given, bad_parse], how="horizontal")
         unreadable = frame.filter((pl.col("value") != "") & pl.col("null"))
         failures.append(
@@ -163,6 +166,8 @@ def validate(spec: InboundKind, raw: pl.DataFrame, parsed: pl.DataFrame) -> pl.D
             else:
                 fld = headers.get(str(r["column"]), str(r["column"]))
                 given = raw[fld][int(index)] if fld in raw.columns else r["failure_case"]
+                if r["column"] == "id_number":  # the reason is kept and shown: never the number in clear
+                    given = mask_id(given)
                 reason = _explain(str(r["check"]), given)
             out.append({"line": line, "field": fld, "reason": reason})
         return pl.DataFrame(out, schema=_no_failures().schema)
@@ -172,6 +177,8 @@ def validate(spec: InboundKind, raw: pl.DataFrame, parsed: pl.DataFrame) -> pl.D
 def _explain(check: str, value: Any) -> str:
     if check == "not_nullable":
         return "required"
+    if check == CHECK_DIGIT_ERROR:
+        return f"{check} in {value!r}"
     if check.startswith("greater_than_or_equal_to(0)"):
         return f"negative amount {value}"
     return f"{check} failed for {value!r}"
@@ -245,10 +252,15 @@ def quarantine(
                 "row_key": r.get(key_header),
                 "field": f["field"],
                 "reason": f["reason"],
-                "raw": {k: v for k, v in r.items() if k != "line"},
+                "raw": {k: _kept(k, v) for k, v in r.items() if k != "line"},
             }
         )
     upsert(session, m.QuarantinedRow, rows, ["kind", "file_sha256", "row_number", "field"], update=False)
+
+
+def _kept(header: str, value: Any) -> Any:
+    """A quarantined row's field as kept: an ID number encrypted, like the record's (ltc/idvault.py)."""
+    return idvault.encrypt(value) if header == "id_number" and value else value
 
 
 def store(session: Session, spec: InboundKind, good: pl.DataFrame, given: set[str]) -> None:
@@ -260,7 +272,10 @@ def store(session: Session, spec: InboundKind, good: pl.DataFrame, given: set[st
         _store_results(session, good)
         return
     fields = [c.field for c in spec.columns if c.header in given or c.field in spec.key]
-    bulk_upsert(session, TABLES[spec.kind], good.select(fields), spec.key)
+    rows = good.select(fields)
+    if spec.kind == "persons":  # stored encrypted, with a keyed hash for matching
+        rows = idvault.seal(rows)
+    bulk_upsert(session, TABLES[spec.kind], rows, spec.key)
     if spec.kind == "applications":
         _acknowledge(session, good.select(fields).to_dicts())
 

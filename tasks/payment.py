@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import case, literal, null, select
 from sqlalchemy.exc import IntegrityError
 
+from ltc import idvault
 from ltc.faults import failpoint
 from ltc.formatting import yuan
 from ltc.settings import get_settings
@@ -37,7 +38,7 @@ PAYABLE = {
     "provider_id": pl.Utf8,
     "person_id": pl.Utf8,
     "person_name": pl.Utf8,
-    "id_number": pl.Utf8,
+    "id_masked": pl.Utf8,  # read encrypted, handed on masked (450***********1234)
     "care_mode": pl.Utf8,
     "days_paid": pl.Int64,
     "payable_fen": pl.Int64,
@@ -62,7 +63,7 @@ def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
             cl.provider_id,
             cl.person_id,
             m.Person.name,
-            m.Person.id_number,
+            m.Person.id_number_enc.label("id_masked"),
             cl.care_mode,
             cl.days_paid,
             cl.payable_fen,
@@ -81,7 +82,7 @@ def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
             adj.provider_id,
             adj.person_id,
             m.Person.name,
-            m.Person.id_number,
+            m.Person.id_number_enc.label("id_masked"),
             adj.care_mode,
             literal(0).label("days_paid"),
             adj.delta_fen,
@@ -93,7 +94,9 @@ def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
     )
     with session_scope() as s:
         frames = [frame(s, stmt, PAYABLE) for stmt in (lines, adjustments)]
-    return pl.concat(frames).sort("provider_id", "care_period", "person_id", "kind", "claim_line_id", "adjustment_id")
+    return idvault.masked(pl.concat(frames), "id_masked").sort(
+        "provider_id", "care_period", "person_id", "kind", "claim_line_id", "adjustment_id"
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -177,7 +180,7 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                     "lines": [
                         {
                             "person_name": r["person_name"],
-                            "id_number": r["id_number"],
+                            "id_number": r["id_masked"],
                             "care_mode": r["care_mode"],
                             "days_paid": r["days_paid"],
                             "amount_fen": r["payable_fen"],

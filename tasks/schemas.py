@@ -14,11 +14,13 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
+from ltc.idvault import check_digit_ok
 from rules.engine import pack_ids
 from rules.inputs import CARE_MODES, INSURANCE_TYPES, PAYERS, PROVIDER_KINDS, STAY_KINDS
 
 PROVIDER_STATUSES = ["active", "suspended", "terminated"]
 ID_NUMBER = r"^\d{17}[\dX]$"
+CHECK_DIGIT_ERROR = "check digit of GB 11643-1999 is wrong"
 PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
 PERIOD_OR_YEAR = r"^\d{4}(-(0[1-9]|1[0-2]))?$"
 
@@ -49,6 +51,10 @@ class Persons(Inbound):
     village: str = pa.Field(nullable=True, description="村/社区 through which a resident pays")
     notify_url: str = pa.Field(nullable=True, description="apprise URL for notices")
     language: str = pa.Field(isin=["zh_CN", "en"], description="notice language")
+
+    @pa.check("id_number", name="id_number_check_digit", error=CHECK_DIGIT_ERROR)
+    def id_number_check_digit(cls, data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select(check_digit_ok(pl.col(data.key)))
 
 
 class Contributions(Inbound):

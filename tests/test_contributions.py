@@ -14,9 +14,9 @@ from tasks.intake import load_file
 
 PERSONS = (
     "person_id,name,id_number,jurisdiction,area,insurance_type,contribution_base\n"
-    "P1,张三,450103195001011234,nanning,青秀区,employee,5000.00\n"
+    "P1,张三,450103195001011248,nanning,青秀区,employee,5000.00\n"
     "P2,李四,45010319500101123X,nanning,青秀区,retiree,3333.33\n"
-    "P3,王五,450103195001011250,nanning,青秀区,resident,3000.00\n"
+    "P3,王五,450103195001011264,nanning,青秀区,resident,3000.00\n"
 )
 
 

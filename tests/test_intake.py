@@ -16,7 +16,7 @@ from tasks.intake import IntakeError, load_file
 PERSONS = (
     "person_id,name,id_number,jurisdiction,area,insurance_type,contribution_base,birth_date,death_date,"
     "work_injury_care_allowance\n"
-    """P1,张三,450103195001011234,nanning,青秀区,employee,5000.00,1950-01-01,,false
+    """P1,张三,450103195001011248,nanning,青秀区,employee,5000.00,1950-01-01,,false
 P2,李四,45010319500101123X,nanning,青秀区,retiree,3000,1950-01-01,,0
 """
 )
@@ -99,7 +99,7 @@ def test_a_file_without_an_optional_column_leaves_it_as_it_was(backend: str, tmp
     )
     load_file("persons", _write(tmp_path, "persons.csv", with_urls))
     deaths = "person_id,name,id_number,jurisdiction,area,insurance_type,contribution_base,death_date\n"
-    deaths += "P1,张三,450103195001011234,nanning,青秀区,employee,5000.00,2026-03-20\n"
+    deaths += "P1,张三,450103195001011248,nanning,青秀区,employee,5000.00,2026-03-20\n"
     load_file("persons", _write(tmp_path, "deaths.csv", deaths))
     with session_scope() as s:
         p1 = s.get(m.Person, "P1")
@@ -145,3 +145,40 @@ def test_a_large_file_loads_in_batches_with_the_same_outcome(
     monkeypatch.setattr(intake, "parse", lambda spec, raw: seen.append(raw.height) or real_parse(spec, raw))
     assert _outcome(load_file("care_days", care)) == whole
     assert seen == [3, 3, 3]
+
+
+def test_an_id_number_with_a_wrong_check_digit_is_quarantined_masked(backend: str, tmp_path: Path) -> None:
+    # GB 11643-1999: 45010319500101124 has check digit 8; 4 is a typo, 17 digits a short number
+    persons = _write(
+        tmp_path,
+        "persons.csv",
+        PERSONS
+        + "P3,王五,450103195001011244,nanning,青秀区,employee,5000,1950-01-01,,false\n"
+        + "P4,赵六,45010319500101124,nanning,青秀区,employee,5000,1950-01-01,,false\n",
+    )
+    report = load_file("persons", persons)
+    assert (report.received, report.accepted, report.quarantined) == (4, 2, 2)
+    errors = {(e["line"], e["field"]): e["reason"] for e in report.errors}
+    assert errors[(4, "id_number")] == "check digit of GB 11643-1999 is wrong in '450***********1244'"
+    assert errors[(5, "id_number")].startswith("str_matches") and "450**********1124" in errors[(5, "id_number")]
+    assert "450103195001011244" not in str(report.errors)
+    with session_scope() as s:
+        assert sorted(s.scalars(select(m.Person.person_id))) == ["P1", "P2"]
+
+
+def test_an_unreadable_value_is_an_error_not_its_default(backend: str, tmp_path: Path) -> None:
+    """An optional column's default is for an empty cell: `tru` is not false, `12.3.4` is not 0 yuan."""
+    load_file("persons", _write(tmp_path, "persons.csv", PERSONS))
+    load_file("providers", _write(tmp_path, "providers.csv", PROVIDERS))
+    persons = PERSONS.replace(",false\n", ",tru\n").replace(",0\n", ",\n")
+    report = load_file("persons", _write(tmp_path, "persons2.csv", persons))
+    assert (report.accepted, report.quarantined) == (1, 1)
+    assert [(e["line"], e["field"], e["reason"]) for e in report.errors] == [
+        (2, "work_injury_care_allowance", "malformed bool 'tru'")
+    ]
+    care = "person_id,provider_id,period,care_date,care_mode,item_code,amount\n"
+    care += "P2,H1,2026-03,2026-03-05,home,A01,12.3.4\nP2,H1,2026-03,2026-03-06,home,A01,\n"
+    report = load_file("care_days", _write(tmp_path, "care.csv", care))
+    assert [(e["line"], e["field"], e["reason"]) for e in report.errors] == [(2, "amount", "malformed money '12.3.4'")]
+    with session_scope() as s:
+        assert list(s.scalars(select(m.CareDay.amount_fen))) == [0]  # the empty cell takes the default

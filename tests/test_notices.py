@@ -31,8 +31,8 @@ from tasks.notices import (
     yuan,
 )
 
-ID_NUMBER = "450103199001011234"
-MASKED_ID = "450***********1234"
+ID_NUMBER = "450103199001011238"
+MASKED_ID = "450***********1238"
 BANK_ACCOUNT = "6222021234567890123"
 MASKED_ACCOUNT = "622************0123"
 DOCUMENT = "南府规〔2023〕26号《南宁市人民政府关于推进南宁市长期护理保险制度的实施意见》"

@@ -17,6 +17,7 @@ from flows.decide_eligibility import decide_eligibility
 from flows.record_assessments import record_assessments
 from flows.schedule_assessments import schedule_assessments
 from flows.send_reminders import send_reminders
+from ltc.idvault import check_digit
 from ltc.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
@@ -35,7 +36,8 @@ def _csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> Path:
 
 
 def _id_number(i: int) -> str:
-    return f"45010319500101{i:04d}"
+    body = f"4501031950010{i:04d}"
+    return body + check_digit(body)
 
 
 def world(folder: Path, n_apps: int, received: list[dt.date]) -> None:

@@ -59,6 +59,7 @@ def test_upsert_on_a_natural_key_updates_instead_of_duplicating(backend: str) ->
 def test_bulk_upsert_copies_defaults_and_updates_only_the_columns_given(backend: str) -> None:
     import polars as pl
 
+    from ltc import idvault
     from storage.bulk import bulk_upsert
 
     people = pl.DataFrame(
@@ -75,7 +76,7 @@ def test_bulk_upsert_copies_defaults_and_updates_only_the_columns_given(backend:
         }
     )
     with session_scope() as s:
-        assert bulk_upsert(s, m.Person, people, ["person_id"]) == 2
+        assert bulk_upsert(s, m.Person, idvault.seal(people), ["person_id"]) == 2
     later = pl.DataFrame(
         {
             "person_id": ["P1", "P3"],
@@ -88,11 +89,48 @@ def test_bulk_upsert_copies_defaults_and_updates_only_the_columns_given(backend:
         }
     )
     with session_scope() as s:
-        bulk_upsert(s, m.Person, later, ["person_id"])
-        bulk_upsert(s, m.Person, later, ["person_id"], update=False)
+        bulk_upsert(s, m.Person, idvault.seal(later), ["person_id"])
+        bulk_upsert(s, m.Person, idvault.seal(later), ["person_id"], update=False)
     with session_scope() as s:
         rows = {p.person_id: p for p in s.scalars(select(m.Person))}
     assert sorted(rows) == ["P1", "P2", "P3"]
     assert rows["P1"].name == "甲改" and rows["P1"].work_injury_care_allowance  # not in the frame: kept
     assert rows["P3"].language == "zh_CN" and not rows["P3"].work_injury_care_allowance  # model defaults
     assert rows["P2"].death_date == dt.date(2026, 3, 20)
+
+
+def test_the_migration_encrypts_id_numbers_already_on_record(backend: str) -> None:
+    """Revision 0008 on a record written before it: clear ID numbers become ciphertext and keyed hashes, and
+    other tables' rows that point at the person survive (SQLite drops the column in place)."""
+    from sqlalchemy import text
+
+    from ltc import idvault
+    from storage.db import get_engine
+
+    def run(step: str, rev: str) -> None:
+        cfg = alembic_config()
+        with get_engine().begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, step)(cfg, rev)
+
+    run("downgrade", "0007")
+    with get_engine().begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO person (person_id, name, id_number, jurisdiction, area, insurance_type,"
+                " contribution_base_fen, work_injury_care_allowance, language)"
+                " VALUES ('P1', '张三', '450103199001011238', 'nanning', '青秀区', 'employee', 500000, false, 'zh_CN')"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO contribution (person_id, period, due_fen, paid_fen) VALUES ('P1', '2026-03', 100, 100)")
+        )
+    run("upgrade", "head")
+    with session_scope() as s:
+        person = s.scalars(select(m.Person)).one()
+        raw = " ".join(str(v) for v in s.execute(text("SELECT * FROM person")).one())
+        contributions = s.scalar(select(func.count()).select_from(m.Contribution))
+    assert person.id_number == "450103199001011238" and "1990010112" not in raw
+    assert person.id_hash == idvault.id_hash("450103199001011238")
+    assert contributions == 1
+    command.check(alembic_config())
