@@ -13,6 +13,7 @@ from ltc.pipeline import run_demo
 from rules.engine import RulesError, load_pack, pack_ids
 from storage import models as m
 from storage.db import session_scope, upgrade
+from tasks import ledger
 
 SIZE = DemoSize(insured=240, applicants=40, providers=4, agencies=2)
 
@@ -55,9 +56,17 @@ def test_demo_month_for_each_pack(pack_id: str, tmp_path: object, monkeypatch: p
         pending = s.scalar(select(func.count()).where(m.Notice.status != "sent"))
         bodies = [n.body for n in s.scalars(select(m.Notice).where(m.Notice.kind == "monthly_statement"))]
         fees = s.execute(select(m.Assessment.fee_fen, m.Assessment.fee_fund_fen, m.Assessment.fee_applicant_fen)).all()
+        fee_expense = ledger.balance(s, "assessment_fee_expense", pack_id)
+        e = m.LedgerEntry
+        agencies = [f"payable:{a}" for a in s.scalars(select(m.Agency.agency_id))]
+        owed_to_agencies = s.scalar(select(func.sum(e.credit_fen - e.debit_fen)).where(e.account.in_(agencies)))
+        unbalanced = ledger.unbalanced(s)
     # Each fee is split between the fund and the applicant; a pack's fee ceiling (Banan 300) can leave the part
     # above it unpaid by either.
     assert fees and all(fund is not None and 0 < fund + own <= fee for fee, fund, own in fees)
+    # The fund's share is an expense, owed to the agencies until paid.
+    assert fee_expense == owed_to_agencies == sum(fund for _, fund, _ in fees)
+    assert unbalanced == []
     assert drafts == decisions == {pack.draft}
     assert pending == 0
     assert all(("征求意见稿" in b) == pack.draft for b in bodies) and bodies
