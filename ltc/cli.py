@@ -23,6 +23,8 @@ db_app = typer.Typer(help="The database schema.")
 app.add_typer(db_app, name="db")
 ledger_app = typer.Typer(help="The fund's double-entry ledger.")
 app.add_typer(ledger_app, name="ledger")
+notices_app = typer.Typer(help="The outbox of notices.")
+app.add_typer(notices_app, name="notices")
 audit_app = typer.Typer(help="The hash-chained audit log of decisions and reads of persons' records.")
 app.add_typer(audit_app, name="audit")
 console = Console()
@@ -282,6 +284,17 @@ def explain_cmd(
     except LookupError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(2) from None
+
+
+@notices_app.command("render")
+def notices_render() -> None:
+    """Render the quarantined notices again, once their template or data is fixed; those that render are sent
+    by the next send-notices run."""
+    from tasks.notices import render_quarantined
+
+    out = render_quarantined()
+    console.print(f"released {out['released']}, still quarantined {out['quarantined']}")
+    raise typer.Exit(0 if out["quarantined"] == 0 else 1)
 
 
 @app.command()

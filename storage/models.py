@@ -440,6 +440,9 @@ class Notice(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # A notice whose template cannot render its context is quarantined (status "quarantined", the reason in
+    # last_error) with the context kept, ID numbers masked, so it can be rendered again once the template is fixed.
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class QuarantinedRow(Base):

@@ -26,7 +26,15 @@ from urllib.parse import quote, unquote
 import apprise
 import polars as pl
 from apprise.decorators import notify as apprise_notification
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, UndefinedError
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    UndefinedError,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -241,22 +249,88 @@ def render(kind: str, language: str, context: dict[str, Any]) -> tuple[str, str]
     return subject.strip(), body.lstrip("\n")
 
 
+QUARANTINED = "quarantined"
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+log = logging.getLogger(__name__)
+
+
+def _kept_context(value: Any, key: str = "") -> Any:
+    """A context as JSON, every ID number masked: what a quarantined notice keeps to be rendered again."""
+    if isinstance(value, Mapping):
+        return {str(k): _kept_context(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_kept_context(v, key) for v in value]
+    if key == "id_number" and value is not None:
+        return mask_id(str(value))
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _restored_context(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _restored_context(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restored_context(v) for v in value]
+    if isinstance(value, str) and ISO_DATE.match(value):
+        return dt.date.fromisoformat(value)
+    return value
+
+
 def _row(
     kind: str, recipient_type: str, recipient_id: str, url: str, language: str, dedupe_key: str, context: dict[str, Any]
 ) -> dict[str, Any]:
-    subject, body = render(kind, language, context)
-    return {
+    """The outbox row of a notice. A template that cannot render the context (a missing field, a missing
+    template) quarantines the notice: it is kept, never sent blank, and the decision it reports still commits."""
+    row = {
         "dedupe_key": dedupe_key,
         "kind": kind,
         "recipient_type": recipient_type,
         "recipient_id": recipient_id,
         "url": url,
         "language": language,
-        "subject": subject,
-        "body": body,
         "status": "pending",
         "attempts": 0,
+        "last_error": None,
+        "context": None,
     }
+    try:
+        subject, body = render(kind, language, context)
+    except TemplateError as e:
+        reason = f"template {language}/{kind} cannot be rendered: {e}"[:MAX_ERROR_CHARS]
+        log.error("notice %s to %s:%s quarantined: %s", dedupe_key, recipient_type, recipient_id, reason)
+        return {
+            **row,
+            "subject": "",
+            "body": "",
+            "status": QUARANTINED,
+            "last_error": reason,
+            "context": _kept_context(context),
+        }
+    return {**row, "subject": subject, "body": body}
+
+
+def render_quarantined() -> dict[str, int]:
+    """Render the quarantined notices again (after their template or data is fixed). A notice that now renders
+    becomes pending and is delivered by the next send; one that still fails keeps its new reason."""
+    released = still = 0
+    with session_scope() as session:
+        for notice in session.scalars(select(Notice).where(Notice.status == QUARANTINED).order_by(Notice.id)):
+            try:
+                notice.subject, notice.body = render(
+                    notice.kind, notice.language, _restored_context(notice.context or {})
+                )
+            except TemplateError as e:
+                notice.last_error = f"template {notice.language}/{notice.kind} cannot be rendered: {e}"[
+                    :MAX_ERROR_CHARS
+                ]
+                still += 1
+                continue
+            notice.status, notice.context, notice.last_error = "pending", None, None
+            released += 1
+    return {"released": released, "quarantined": still}
 
 
 def enqueue(
@@ -478,11 +552,13 @@ def deliver_pending(limit: int = 1000, now: dt.datetime | None = None) -> dict[s
 
 __all__ = [
     "CONTEXT_KEYS",
+    "QUARANTINED",
     "deliver_pending",
     "delivery_url",
     "enqueue",
     "mask_id",
     "render",
+    "render_quarantined",
     "write_outbox",
     "yuan",
 ]

@@ -565,3 +565,52 @@ def test_smtp_server_down_then_back(db: Path) -> None:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None
     assert f"通知编号：{row.id}" in str(part.get_content())
+
+
+def test_a_template_with_a_missing_field_quarantines_the_notice_not_the_decision(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template asks for a field its context lacks: the notice is kept as quarantined (never sent blank), the
+    transaction that wrote it commits, and once the template is fixed it is rendered again and sent."""
+    import shutil
+
+    from storage.models import AuditEntry
+    from tasks import audit
+    from tasks import notices as n
+
+    templates = db / "templates"
+    shutil.copytree(n.TEMPLATES, templates)
+    good = (templates / "zh_CN" / "eligibility_decision.txt.j2").read_text(encoding="utf-8")
+    (templates / "zh_CN" / "eligibility_decision.txt.j2").write_text(good + "{{ appeal_office }}\n", encoding="utf-8")
+    monkeypatch.setattr(n, "TEMPLATES", templates)
+    n.environment.cache_clear()
+    try:
+        with session_scope() as s:
+            audit.record(s, "decision", "NN-2024-000123", {"approved": False})  # the decision's own write
+            n.enqueue(
+                s,
+                kind="eligibility_decision",
+                recipient_type="person",
+                recipient_id="P0001",
+                url=get_settings().default_notify_url,
+                language="zh_CN",
+                dedupe_key="decision:NN-2024-000123",
+                context=contexts()["eligibility_decision"],
+            )
+        (row,) = notices()
+        assert row.status == "quarantined" and row.body == "" and "appeal_office" in (row.last_error or "")
+        assert row.context is not None and row.context["id_number"] == MASKED_ID  # kept masked, never in clear
+        with session_scope() as s:
+            assert s.scalar(select(func.count()).select_from(AuditEntry)) == 1  # the decision committed
+        assert deliver_pending() == {"sent": 0, "failed": 0, "pending": 0}  # nothing sent blank
+
+        assert n.render_quarantined() == {"released": 0, "quarantined": 1}  # not fixed yet
+        (templates / "zh_CN" / "eligibility_decision.txt.j2").write_text(good, encoding="utf-8")
+        n.environment.cache_clear()
+        assert n.render_quarantined() == {"released": 1, "quarantined": 0}
+        assert deliver_pending() == {"sent": 1, "failed": 0, "pending": 0}
+        (row,) = notices()
+        assert row.status == "sent" and row.context is None
+        assert "黄秀兰" in row.body and MASKED_ID in row.body and "2024" in row.subject + row.body
+    finally:
+        n.environment.cache_clear()

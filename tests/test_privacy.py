@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import json
 import logging
 import random
+import re
 from pathlib import Path
 
 import polars as pl
@@ -86,3 +89,81 @@ def test_id_numbers_are_stored_encrypted_with_a_keyed_hash(backend: str, tmp_pat
         with pytest.raises(idvault.IdKeyError, match="does not decrypt with this key"):
             idvault.decrypt(people["P1"].id_number_enc)
         assert idvault.id_hash(VALID) != people["P1"].id_hash  # the hash is keyed
+
+
+ID_SHAPED = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+
+
+def _unmasked(text: str, known: set[str]) -> set[str]:
+    """ID numbers in clear in a text: any of the demo's own, and any 18 characters with a valid check digit."""
+    found = {i for i in known if i in text}
+    found |= {s for s in ID_SHAPED.findall(text) if idvault.valid_id_number(s.upper())}
+    return found
+
+
+def _prefect_texts(since: dt.datetime) -> dict[str, str]:
+    """What operators see in Prefect: run logs, flow and task run names and parameters, artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterStartTime,
+        LogFilter,
+        LogFilterTimestamp,
+    )
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # send the logs still queued
+    out: dict[str, list[str]] = {"logs": [], "flow runs": [], "task runs": [], "artifacts": []}
+    with get_client(sync_client=True) as c:
+        offset = 0
+        while batch := c.read_logs(LogFilter(timestamp=LogFilterTimestamp(after_=since)), limit=200, offset=offset):
+            out["logs"] += [f"{log.name} {log.message}" for log in batch]
+            offset += len(batch)
+        runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)))
+        out["flow runs"] += [f"{r.name} {json.dumps(r.parameters, default=str, ensure_ascii=False)}" for r in runs]
+        out["task runs"] += [
+            f"{t.name} {t.task_inputs}"
+            for t in c.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [r.id for r in runs]}))
+        ]
+        out["artifacts"] += [
+            f"{a.key} {a.description} {a.data}" for a in c.read_artifacts() if a.created and a.created >= since
+        ]
+    assert out["logs"] and out["flow runs"] and out["task runs"]  # the scan saw something
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_full_demo_leaves_no_id_number_in_clear(backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    """个人信息保护法: after a demo month, no ID number in clear in the logs, the Prefect runs (names, parameters,
+    logs, artifacts), the notices (outbox and files delivered), the exports, `ltc explain` or any table."""
+    from ltc.demo import DemoSize
+    from ltc.explain import explain
+    from ltc.exports import EXPORTS, export_rows
+    from ltc.pipeline import run_demo
+
+    since = dt.datetime.now(dt.UTC)
+    caplog.set_level(logging.DEBUG)
+    summary = run_demo("nanning", "2026-03", 5, DemoSize(insured=240, applicants=40, providers=4, agencies=2))
+    settings = get_settings()
+    persons = pl.read_csv(settings.demo_dir / "nanning" / "persons.csv", infer_schema=False)
+    known = set(persons["id_number"])
+    assert len(known) == 240
+    # The control: the register's file, which holds them in clear, is found to.
+    assert _unmasked((settings.demo_dir / "nanning" / "persons.csv").read_text(encoding="utf-8"), set()) == known
+
+    texts = {"python logs": "\n".join(r.getMessage() for r in caplog.records), "summary": json.dumps(summary)}
+    texts |= _prefect_texts(since)
+    delivered = sorted(settings.outbox_dir.iterdir())
+    assert delivered
+    texts["notice files"] = "\n".join(p.read_text(encoding="utf-8") for p in delivered)
+    for kind in EXPORTS:
+        header, rows = export_rows(kind)
+        texts[f"export {kind}"] = "\n".join(",".join(map(str, r)) for r in [header, *rows])
+    with session_scope() as s:
+        people = list(s.scalars(select(m.Person.person_id).order_by(m.Person.person_id).limit(20)))
+        for table in m.Base.metadata.sorted_tables:
+            texts[f"table {table.name}"] = "\n".join(map(str, s.execute(select(table)).all()))
+    texts["explain"] = "\n".join(explain(p, "2026-03") for p in people)
+    assert "450" in texts["notice files"] and "***" in texts["notice files"]  # masked forms are there
+    leaks = {where: _unmasked(text, known) for where, text in texts.items()}
+    assert {where: ids for where, ids in leaks.items() if ids} == {}
