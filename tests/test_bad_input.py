@@ -193,3 +193,68 @@ def test_thousand_row_file_with_bad_rows_of_every_kind(backend: str, tmp_path: P
     assert unbalanced == []
     assert paid == payable
     assert set(notices) <= {"sent", "pending"} and notices
+
+
+def _with_bad_row(path: Path, spec_kind: str) -> tuple[Path, int]:
+    """The file with one more row: every required value empty. Returns the new file and that row's line."""
+    from tasks.schemas import INBOUND
+
+    rows = _read(path)
+    header = list(rows[0]) if rows else [c.header for c in INBOUND[spec_kind].columns]
+    bad = dict.fromkeys(header, "")
+    out = path.with_name(f"{path.stem}_with_a_bad_row.csv")
+    _write(out, header, [*rows, bad])
+    return out, len(rows) + 2
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_every_inbound_kind_counts_received_as_accepted_plus_quarantined(backend: str, tmp_path: Path) -> None:
+    """For each kind of inbound file, a real file with one bad row more: the bad row is kept back with the
+    fields it lacks, every other row loads, and received = accepted + quarantined."""
+    from tasks.schemas import INBOUND
+
+    folder = tmp_path / "in"
+    files = registry_files(folder, PACK, PERIOD, SIZE, SEED)
+    seen = {}
+
+    def load(kind: str, path: Path) -> None:
+        bad_file, bad_line = _with_bad_row(path, kind)
+        report = load_file(kind, bad_file)
+        assert report.received == report.accepted + report.quarantined, kind
+        assert bad_line in {e["line"] for e in report.errors}, kind
+        required = {c.header for c in INBOUND[kind].columns if c.required and c.default is None}
+        assert {e["field"] for e in report.errors if e["line"] == bad_line} >= required - {"line"}, kind
+        seen[kind] = (report.received, report.accepted, report.quarantined)
+
+    for kind in ("persons", "providers", "agencies", "assessors", "contributions", "applications"):
+        load(kind, files[kind])
+        assert seen[kind][2] == 1, (kind, seen[kind])  # the demo's registry files are clean
+    schedule_assessments(PACK)
+    load("assessment_results", results_file(folder, PACK, SEED))
+    with session_scope() as s:
+        application = s.scalars(select(m.Application.application_id).limit(1)).one()
+    events = _write(
+        tmp_path / "events.csv",
+        ["application_id", "event", "reported_on", "reported_by", "note"],
+        [
+            {
+                "application_id": application,
+                "event": "objection",
+                "reported_on": "2026-02-20",
+                "reported_by": "applicant",
+            }
+        ],
+    )
+    load("assessment_events", events)
+    decide_eligibility(PACK, period_bounds(PERIOD)[0] - dt.timedelta(days=1))
+    month = month_files(folder, PACK, PERIOD, SEED)
+    load("hospital_stays", month["hospital_stays"])
+    load("care_days", month["care_days"])
+    assert seen["care_days"][2] == 5  # the demo's four bad rows and ours
+    returns = _write(
+        tmp_path / "bank_return.csv",
+        ["batch_ref", "amount", "status", "value_date", "bank_reference", "reason"],
+        [{"batch_ref": "B-1", "amount": "10.00", "status": "paid", "value_date": "2026-04-10"}],
+    )
+    load("bank_returns", returns)
+    assert set(seen) == set(INBOUND)
