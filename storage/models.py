@@ -317,6 +317,9 @@ class PaymentBatch(Base):
     line_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="created")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The digest of what the batch pays (payee, account, total and every line): the batch_ref is the payout's
+    # idempotency key, and the same key with other content is refused (tasks.payment.batch_content_sha256).
+    content_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class ClaimAdjustment(Base):

@@ -7,14 +7,19 @@ the provider's remittance advice are written in one transaction, so a crash leav
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import case, literal, null, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ltc import idvault
 from ltc.faults import failpoint
@@ -109,6 +114,37 @@ def payable_to(lines: pl.DataFrame, jurisdiction: str, period: str) -> tuple[pl.
     return lines.filter(~withheld), lines.filter(withheld)
 
 
+class PayoutConflict(RuntimeError):
+    """A payout's idempotency key (its batch_ref) met with other content: nothing is paid or written."""
+
+
+def batch_content_sha256(
+    batch_ref: str, payee_id: str, period: str, bank_account: str, total_fen: int, lines: Iterable[tuple[Any, ...]]
+) -> str:
+    """The digest of a payout: its key, payee, account, total and its lines (claim line, adjustment, fen)."""
+    body = [batch_ref, payee_id, period, bank_account, total_fen, sorted((c or 0, a or 0, f) for c, a, f in lines)]
+    return hashlib.sha256(json.dumps(body).encode()).hexdigest()
+
+
+def check_batch(s: Session, batch: m.PaymentBatch) -> None:
+    """Raise PayoutConflict if a batch's lines or amounts are no longer what its digest says."""
+    if not batch.content_sha256:
+        return
+    lines = s.execute(
+        select(m.PaymentLine.claim_line_id, m.PaymentLine.adjustment_id, m.PaymentLine.amount_fen).where(
+            m.PaymentLine.batch_id == batch.id
+        )
+    ).all()
+    digest = batch_content_sha256(
+        batch.batch_ref, batch.payee_id, batch.period, batch.bank_account, batch.total_fen, [tuple(r) for r in lines]
+    )
+    if digest != batch.content_sha256:
+        raise PayoutConflict(
+            f"payment batch {batch.batch_ref}: its lines or amounts differ from what it was created with; "
+            "nothing is written for the bank until this is resolved"
+        )
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: str) -> str | None:
     """One payee's batch for the period, unless it exists already, with its ledger posting and the provider's
@@ -128,6 +164,14 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                 return None
             provider = s.get(m.Provider, payee_id)
             assert provider is not None, payee_id
+            content = batch_content_sha256(
+                batch_ref,
+                payee_id,
+                period,
+                provider.bank_account,
+                total,
+                lines.select("claim_line_id", "adjustment_id", "payable_fen").rows(),
+            )
             batch = m.PaymentBatch(
                 batch_ref=batch_ref,
                 payee_id=payee_id,
@@ -137,6 +181,7 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                 total_fen=total,
                 line_count=lines.height,
                 status="created",
+                content_sha256=content,
             )
             s.add(batch)
             s.flush()
@@ -201,9 +246,7 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
                     "total_fen": total,
                     "lines": lines.height,
                     "recovered_fen": recovered,
-                    "lines_sha256": audit.content_sha256(
-                        lines.select("claim_line_id", "adjustment_id", "payable_fen").rows()
-                    ),
+                    "content_sha256": content,
                 },
             )
             failpoint("payment.batch.before_commit")
@@ -225,6 +268,8 @@ def write_bank_file(jurisdiction: str, period: str) -> str:
             .where(m.PaymentBatch.period == period, m.PaymentBatch.jurisdiction == jurisdiction)
             .order_by(m.PaymentBatch.batch_ref)
         ).all()
+        for b, _ in batches:
+            check_batch(s, b)
         path = Path(get_settings().bank_dir) / f"{jurisdiction}-{period}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two runs at once never write into one file

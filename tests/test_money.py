@@ -279,3 +279,37 @@ def test_a_period_closes_only_when_the_bank_return_matches_every_batch(backend: 
         assert ledger.trial_balance(s, "nanning", MARCH)["payable"] == 0
         assert ledger.balance(s, "benefit_expense", "nanning", MARCH) == sum(b.total_fen for b in batches)
     _posted_balanced()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_payout_key_with_other_content_is_refused_and_nothing_is_written(backend: str) -> None:
+    """A batch's reference is its payout's idempotency key, bound to a digest of what it pays. Paying the month
+    again pays nothing twice; a batch whose lines were changed behind the record's back stops the bank file, and
+    its posting cannot be made again with other content."""
+    from tasks.payment import PayoutConflict, write_bank_file
+
+    run_demo("nanning", MARCH, 13, SIZE)
+    batches = _batches(MARCH)
+    bank_file = Path(write_bank_file.fn("nanning", MARCH))
+    before = bank_file.read_text(encoding="utf-8")
+    assert pay_providers("nanning", MARCH)["batches_created"] == 0  # the same keys: nothing more
+    assert bank_file.read_text(encoding="utf-8") == before
+    first = batches[0]
+    with session_scope() as s:
+        line = s.scalars(select(m.PaymentLine).where(m.PaymentLine.batch_id == first.id).limit(1)).one()
+        s.execute(text("UPDATE payment_line SET amount_fen = amount_fen + 100 WHERE id = :i"), {"i": line.id})
+    bank_file.unlink()
+    with pytest.raises(PayoutConflict, match=first.batch_ref):
+        write_bank_file.fn("nanning", MARCH)
+    assert not bank_file.exists()
+    with pytest.raises(ledger.LedgerError, match="other content"), session_scope() as s:
+        ledger.post(
+            s,
+            f"batch:{first.batch_ref}",
+            "nanning",
+            MARCH,
+            [
+                ledger.debit("benefit_expense", first.total_fen + 100),
+                ledger.credit(f"payable:{first.payee_id}", first.total_fen + 100),
+            ],
+        )
