@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger, unmapped
 
 from flows.runners import billing_runner
 from tasks.billing import bill_part, plan_parts
+from tasks.reports import publish_billing_report
 
 PART_PERSONS_ENV = "LTC_BILLING_PART_PERSONS"
 DEFAULT_PART_PERSONS = 100_000
@@ -48,7 +49,9 @@ def bill_month(jurisdiction: str, period: str, part_persons: int | None = None) 
     for rule, n in flags.items():
         if n:
             get_run_logger().warning("%s care-day records flagged %s (table fraud_flag)", n, rule)
+    report = publish_billing_report(jurisdiction, period)
     return totals | {
+        "report": report,
         "fraud_flags": flags,
         "parts": len(done),
         "parts_billed_by_another_run": elsewhere,

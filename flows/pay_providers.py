@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from tasks.payment import create_batch, payable_to, unpaid_claims, write_bank_file
+from tasks.reports import publish_payment_report
 
 
 @flow(name="pay-providers", flow_run_name="pay {jurisdiction} {period}")
@@ -24,4 +25,5 @@ def pay_providers(jurisdiction: str, period: str) -> dict[str, Any]:
     created = [f.result() for f in futures]
     bank_file = write_bank_file(jurisdiction, period)
     new = [c for c in created if c]
-    return {"batches_created": len(new), "lines_withheld": withheld.height, "bank_file": bank_file}
+    report = publish_payment_report(jurisdiction, period)
+    return {"batches_created": len(new), "lines_withheld": withheld.height, "bank_file": bank_file, "report": report}

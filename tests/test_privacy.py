@@ -128,7 +128,7 @@ def _prefect_texts(since: dt.datetime) -> dict[str, str]:
         out["artifacts"] += [
             f"{a.key} {a.description} {a.data}" for a in c.read_artifacts() if a.created and a.created >= since
         ]
-    assert out["logs"] and out["flow runs"] and out["task runs"]  # the scan saw something
+    assert out["logs"] and out["flow runs"] and out["task runs"] and out["artifacts"]  # the scan saw something
     return {k: "\n".join(v) for k, v in out.items()}
 
 

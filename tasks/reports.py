@@ -1,0 +1,168 @@
+"""Run reports: what the record holds after a billing or payment run, published as Prefect artifacts for the
+operators who watch the runs. They name internal ids only (persons, providers, batches), never a name or an ID
+number, and amounts in yuan from integer fen."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import func, select
+
+from ltc.formatting import yuan
+from storage import models as m
+from storage.db import session_scope
+
+LARGEST = 10
+
+
+def previous_period(period: str) -> str:
+    year, month = int(period[:4]), int(period[5:7])
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def artifact_key(kind: str, jurisdiction: str, period: str) -> str:
+    """Prefect artifact keys take lowercase letters, digits and dashes."""
+    return f"{kind}-{jurisdiction}-{period}".lower().replace("_", "-")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "_none_\n"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def billing_report(jurisdiction: str, period: str) -> dict[str, list[dict[str, Any]]]:
+    """The period's claims by care mode and grade, by provider; days excluded by reason; fraud flags by rule;
+    rows quarantined at intake; the change against the previous period; the largest claims."""
+    cl = m.ClaimLine
+    mine = (cl.jurisdiction == jurisdiction) & (cl.period == period)
+    with session_scope() as s:
+        by_mode = s.execute(
+            select(cl.care_mode, cl.grade, func.count(), func.sum(cl.days_paid), func.sum(cl.payable_fen))
+            .where(mine)
+            .group_by(cl.care_mode, cl.grade)
+            .order_by(cl.care_mode, cl.grade)
+        ).all()
+        by_provider = s.execute(
+            select(cl.provider_id, func.count(), func.sum(cl.days_paid), func.sum(cl.payable_fen))
+            .where(mine)
+            .group_by(cl.provider_id)
+            .order_by(cl.provider_id)
+        ).all()
+        excluded: Counter[str] = Counter()
+        for (exclusions,) in s.execute(select(cl.exclusions).where(mine, cl.days_excluded > 0)):
+            for reason, days in (json.loads(exclusions) if isinstance(exclusions, str) else exclusions).items():
+                excluded[reason] += int(days)
+        flags = s.execute(
+            select(m.FraudFlag.rule, func.count())
+            .where(m.FraudFlag.jurisdiction == jurisdiction, m.FraudFlag.period == period)
+            .group_by(m.FraudFlag.rule)
+            .order_by(m.FraudFlag.rule)
+        ).all()
+        quarantined = s.execute(
+            select(m.QuarantinedRow.kind, m.QuarantinedRow.field, func.count())
+            .group_by(m.QuarantinedRow.kind, m.QuarantinedRow.field)
+            .order_by(m.QuarantinedRow.kind, m.QuarantinedRow.field)
+        ).all()
+        change = []
+        for p in (previous_period(period), period):
+            n, persons, fen = s.execute(
+                select(
+                    func.count(), func.count(cl.person_id.distinct()), func.coalesce(func.sum(cl.payable_fen), 0)
+                ).where(cl.jurisdiction == jurisdiction, cl.period == p)
+            ).one()
+            change.append({"period": p, "claim lines": n, "persons": persons, "payable (yuan)": yuan(int(fen))})
+        largest = s.execute(
+            select(cl.person_id, cl.provider_id, cl.care_mode, cl.grade, cl.days_paid, cl.payable_fen)
+            .where(mine)
+            .order_by(cl.payable_fen.desc(), cl.person_id)
+            .limit(LARGEST)
+        ).all()
+    return {
+        "by care mode and grade": [
+            {"care mode": c, "grade": g, "claim lines": n, "days paid": d, "payable (yuan)": yuan(int(f or 0))}
+            for c, g, n, d, f in by_mode
+        ],
+        "by provider": [
+            {"provider": p, "claim lines": n, "days paid": d, "payable (yuan)": yuan(int(f or 0))}
+            for p, n, d, f in by_provider
+        ],
+        "days excluded by reason": [{"reason": r, "days": d} for r, d in sorted(excluded.items())],
+        "fraud flags by rule": [{"rule": r, "care-day records": n} for r, n in flags],
+        "quarantined rows (all intake)": [{"kind": k, "field": f, "rows": n} for k, f, n in quarantined],
+        "change against the previous period": change,
+        "largest claims": [
+            {"person": p, "provider": h, "care mode": c, "grade": g, "days paid": d, "payable (yuan)": yuan(f)}
+            for p, h, c, g, d, f in largest
+        ],
+    }
+
+
+def payment_report(jurisdiction: str, period: str) -> dict[str, list[dict[str, Any]]]:
+    """The period's batches with their lines, recoveries and status, and the totals."""
+    pb, pl_ = m.PaymentBatch, m.PaymentLine
+    with session_scope() as s:
+        batches = s.execute(
+            select(
+                pb.batch_ref,
+                pb.payee_id,
+                pb.line_count,
+                pb.total_fen,
+                pb.status,
+                func.coalesce(func.sum(pl_.amount_fen).filter(pl_.amount_fen < 0), 0),
+                func.count(pl_.adjustment_id),
+            )
+            .join(pl_, pl_.batch_id == pb.id)
+            .where(pb.jurisdiction == jurisdiction, pb.period == period)
+            .group_by(pb.batch_ref, pb.payee_id, pb.line_count, pb.total_fen, pb.status)
+            .order_by(pb.batch_ref)
+        ).all()
+    rows = [
+        {
+            "batch": ref,
+            "payee": payee,
+            "lines": n,
+            "adjustments": adjustments,
+            "recovered (yuan)": yuan(-int(recovered)),
+            "total (yuan)": yuan(total),
+            "status": status,
+        }
+        for ref, payee, n, total, status, recovered, adjustments in batches
+    ]
+    total = sum(b[3] for b in batches)
+    return {
+        "batches": rows,
+        "totals": [{"batches": len(rows), "lines": sum(b[2] for b in batches), "total (yuan)": yuan(total)}],
+    }
+
+
+def markdown(title: str, tables: dict[str, list[dict[str, Any]]]) -> str:
+    return f"# {title}\n\n" + "\n".join(f"## {name}\n\n{_table(rows)}" for name, rows in tables.items())
+
+
+@task(cache_policy=NO_CACHE)
+def publish_billing_report(jurisdiction: str, period: str) -> str:
+    tables = billing_report(jurisdiction, period)
+    key = artifact_key("billing", jurisdiction, period)
+    create_markdown_artifact(
+        markdown(f"Billing {jurisdiction} {period}", tables), key=key, description=f"billing {jurisdiction} {period}"
+    )
+    return key
+
+
+@task(cache_policy=NO_CACHE)
+def publish_payment_report(jurisdiction: str, period: str) -> str:
+    tables = payment_report(jurisdiction, period)
+    key = artifact_key("payment", jurisdiction, period)
+    create_markdown_artifact(
+        markdown(f"Payment {jurisdiction} {period}", tables), key=key, description=f"payment {jurisdiction} {period}"
+    )
+    return key
