@@ -99,6 +99,7 @@ def synthetic(n: int, seed: int = 7) -> dict[str, pl.DataFrame]:
 
 def load_registry(data: dict[str, pl.DataFrame]) -> None:
     """Persons, providers, applications, assessments and approved decisions, written in bulk."""
+    from ltc import idvault
     from storage import models as m
     from storage.bulk import bulk_upsert
     from storage.db import session_scope
@@ -108,15 +109,17 @@ def load_registry(data: dict[str, pl.DataFrame]) -> None:
         bulk_upsert(
             s,
             m.Person,
-            p.select(
-                "person_id",
-                pl.lit("测试").alias("name"),
-                pl.lit("45010319500101123X").alias("id_number"),
-                pl.lit("nanning").alias("jurisdiction"),
-                pl.lit("青秀区").alias("area"),
-                pl.lit("employee").alias("insurance_type"),
-                pl.lit(500000).alias("contribution_base_fen"),
-                pl.col("death").alias("death_date"),
+            idvault.seal(
+                p.select(
+                    "person_id",
+                    pl.lit("测试").alias("name"),
+                    pl.lit("45010319500101123X").alias("id_number"),
+                    pl.lit("nanning").alias("jurisdiction"),
+                    pl.lit("青秀区").alias("area"),
+                    pl.lit("employee").alias("insurance_type"),
+                    pl.lit(500000).alias("contribution_base_fen"),
+                    pl.col("death").alias("death_date"),
+                )
             ),
             ["person_id"],
         )
