@@ -1,17 +1,24 @@
-"""Every flow as a deployment, served from one process (`python -m deployments.serve`).
+"""Every flow as a deployment, with the schedules of `deployments/prefect.yaml`, served from one process
+(`uv run ltc serve`, or `python -m deployments.serve`).
 
-The entrypoints here are the ones `deployments/prefect.yaml` names; the smoke test imports each of them.
+The flows here are the ones `deployments/prefect.yaml` names; the smoke test checks that the two agree.
 """
 
 from __future__ import annotations
 
-from prefect import serve
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import Flow, serve
+from prefect.schedules import Cron, Interval, Schedule
 
 from flows.assessment_changes import assessment_changes
 from flows.bill_month import bill_month
 from flows.contributions import contributions
 from flows.decide_eligibility import decide_eligibility
 from flows.intake import intake
+from flows.intake_inbox import intake_inbox
 from flows.issue_statements import issue_statements
 from flows.monthly_cycle import monthly_cycle
 from flows.pay_providers import pay_providers
@@ -21,7 +28,8 @@ from flows.schedule_assessments import schedule_assessments
 from flows.send_notices import send_notices
 from flows.send_reminders import send_reminders
 
-FLOWS = [
+FLOWS: list[Flow[Any, Any]] = [
+    intake_inbox,
     intake,
     contributions,
     schedule_assessments,
@@ -36,10 +44,43 @@ FLOWS = [
     send_notices,
     monthly_cycle,
 ]
+PREFECT_YAML = Path(__file__).resolve().parent / "prefect.yaml"
+
+
+def deployment_specs() -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = yaml.safe_load(PREFECT_YAML.read_text(encoding="utf-8"))["deployments"]
+    return specs
+
+
+def schedule(spec: dict[str, Any]) -> Schedule:
+    """A schedule of prefect.yaml as a Prefect schedule object, with its slug, timezone, state and parameters."""
+    common = {
+        "timezone": spec.get("timezone"),
+        "active": spec.get("active", True),
+        "parameters": spec.get("parameters") or {},
+        "slug": spec.get("slug"),
+    }
+    if "cron" in spec:
+        return Cron(spec["cron"], **common)
+    return Interval(int(spec["interval"]), **common)
+
+
+def deployments() -> list[Any]:
+    """Every flow of prefect.yaml as a runner deployment with its schedules and default parameters."""
+    by_name = {f.name: f for f in FLOWS}
+    return [
+        by_name[spec["name"]].to_deployment(
+            name=spec["name"],
+            description=spec.get("description"),
+            parameters=spec.get("parameters") or {},
+            schedules=[schedule(s) for s in spec.get("schedules") or []],
+        )
+        for spec in deployment_specs()
+    ]
 
 
 def main() -> None:  # pragma: no cover - runs until stopped
-    serve(*(f.to_deployment(name=f.name) for f in FLOWS))  # type: ignore[attr-defined]
+    serve(*deployments())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
 
+from flows.naming import last_month, run_name
 from flows.runners import billing_runner
 from tasks.billing import bill_part, plan_parts
 from tasks.reports import publish_billing_report
@@ -30,10 +31,12 @@ def _covered(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-@flow(name="bill-month", flow_run_name="bill {jurisdiction} {period}", task_runner=billing_runner())
-def bill_month(jurisdiction: str, period: str, part_persons: int | None = None) -> dict[str, Any]:
-    """`part_persons` (default `LTC_BILLING_PART_PERSONS`, else 100,000): persons per part. Parts run on the
+@flow(name="bill-month", flow_run_name=run_name("bill {jurisdiction} {period}"), task_runner=billing_runner())
+def bill_month(jurisdiction: str, period: str | None = None, part_persons: int | None = None) -> dict[str, Any]:
+    """`period` (YYYY-MM) defaults to last month, as a scheduled run wants. `part_persons` (default
+    `LTC_BILLING_PART_PERSONS`, else 100,000): persons per part. Parts run on the
     flow's task runner: threads on this machine, or the Dask cluster at `LTC_DASK_ADDRESS`."""
+    period = period or last_month()
     t = time.time()
     parts = plan_parts(jurisdiction, period, part_persons or persons_per_part())
     planned = (t, time.time())

@@ -7,11 +7,14 @@ from typing import Any
 
 from prefect import flow
 
+from flows.naming import run_name, today
 from tasks.eligibility import decide, load_assessed, record_decisions
 
 
-@flow(name="decide-eligibility", flow_run_name="decide {jurisdiction} as of {as_of}")
-def decide_eligibility(jurisdiction: str, as_of: dt.date) -> dict[str, Any]:
+@flow(name="decide-eligibility", flow_run_name=run_name("decide {jurisdiction} as of {as_of}"))
+def decide_eligibility(jurisdiction: str, as_of: dt.date | None = None) -> dict[str, Any]:
+    """`as_of` defaults to today in China."""
+    as_of = as_of or today()
     inputs = load_assessed(jurisdiction, as_of)
     decisions = decide(inputs, jurisdiction, as_of)
     recorded = record_decisions(decisions, jurisdiction, as_of)

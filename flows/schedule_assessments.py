@@ -7,6 +7,8 @@ from typing import Any
 import polars as pl
 from prefect import flow, get_run_logger
 
+from flows.naming import today
+from tasks.calendar import is_working_day
 from tasks.scheduling import (
     book_slots,
     plan_slots,
@@ -17,7 +19,10 @@ from tasks.scheduling import (
 
 
 @flow(name="schedule-assessments", flow_run_name="schedule {jurisdiction}")
-def schedule_assessments(jurisdiction: str) -> dict[str, Any]:
+def schedule_assessments(jurisdiction: str, working_days_only: bool = False) -> dict[str, Any]:
+    """With `working_days_only` (as scheduled daily) a run on a day off in China does nothing."""
+    if working_days_only and not is_working_day(today()):
+        return {"skipped": f"{today()} is not a working day"}
     apps = waiting_applications(jurisdiction)
     resources = scheduling_resources(jurisdiction)
     plan = plan_slots(apps, resources, jurisdiction)

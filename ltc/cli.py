@@ -297,6 +297,50 @@ def notices_render() -> None:
     raise typer.Exit(0 if out["quarantined"] == 0 else 1)
 
 
+@app.command("status")
+def status_cmd(
+    jurisdiction: Annotated[str, typer.Option(help="policy pack")] = "nanning",
+    period: Annotated[str | None, typer.Option(help="YYYY-MM (default: last month)")] = None,
+) -> None:
+    """The period's state at a glance: applications, assessments, claims, batches, approval, notices."""
+    from flows.naming import last_month
+    from ltc.status import status
+
+    period = period or last_month()
+    table = Table(title=f"{jurisdiction} · {period}")
+    table.add_column("")
+    table.add_column("", justify="right")
+    for label, value in status(jurisdiction, period):
+        table.add_row(label, str(value))
+    console.print(table)
+
+
+@app.command("review")
+def review_cmd() -> None:
+    """What needs a person: quarantined rows, held assessment results, failed or quarantined notices.
+    Exit 1 when anything waits."""
+    from ltc.status import review
+
+    waiting = review()
+    for title, rows in waiting.items():
+        table = Table(title=f"{title}: {len(rows)}")
+        for column in rows[0] if rows else ["none"]:
+            table.add_column(column)
+        for r in rows[:200]:
+            table.add_row(*(str(v) for v in r.values()))
+        console.print(table)
+    raise typer.Exit(1 if any(waiting.values()) else 0)
+
+
+@app.command()
+def serve() -> None:
+    """Serve every flow as a deployment with the schedules of deployments/prefect.yaml, from this process, until
+    stopped (a Prefect server at PREFECT_API_URL keeps the schedules and runs)."""
+    from deployments.serve import main as serve_all
+
+    serve_all()
+
+
 @app.command()
 def docs() -> None:
     """Regenerate docs/ from the code (inbound formats)."""
