@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import html
 import io
 import logging
 import os
@@ -453,15 +454,62 @@ def delivery_url(url: str, notice_id: int, kind: str, recipient_id: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}name={name}"
 
 
+EMAIL_SCHEMES = ("mailto", "mailtos")
+
+
+class SecretMissing(LookupError):
+    """A notify URL names a secret that is not there."""
+
+
+def resolve_secret(url: str) -> str:
+    """A recipient's channel as stored, or the secret it names: `env:NAME` is the URL in the environment variable
+    NAME, `block:NAME` the URL in the Prefect Secret block NAME. The record and the repository keep only the
+    name, never the URL with its token; it is read when the notice is sent."""
+    if url.startswith("env:"):
+        name = url[4:]
+        value = os.environ.get(name)
+        if not value:
+            raise SecretMissing(f"environment variable {name} is not set")
+        return value
+    if url.startswith("block:"):
+        from prefect.blocks.system import Secret
+
+        try:
+            block: Any = Secret.load(url[6:], _sync=True)  # type: ignore[call-arg]
+            return str(block.get())
+        except ValueError as e:
+            raise SecretMissing(f"Prefect Secret block {url[6:]!r}: {e}") from None
+    return url
+
+
+def as_html(title: str, body: str) -> str:
+    """A notice's text as a small HTML document: each paragraph a <p>, line breaks kept, everything escaped."""
+    paragraphs = [p for p in body.strip().split("\n\n") if p.strip()]
+    inner = "\n".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>'
+        f'<body style="font-family:sans-serif;line-height:1.6">\n<h3>{html.escape(title)}</h3>\n{inner}\n</body></html>'
+    )
+
+
 def _send(url: str, title: str, body: str) -> str | None:
-    """Send one notice to one URL; None on success, else why it failed."""
+    """Send one notice to one URL; None on success, else why it failed. Email goes as HTML with a plain-text
+    alternative (apprise builds the multipart/alternative message); other channels get the text."""
     log = io.StringIO()
+    try:
+        url = resolve_secret(url)
+    except SecretMissing as e:
+        return str(e)
+    email = url.split("://", 1)[0].lower() in EMAIL_SCHEMES
     try:
         with apprise.LogCapture(path=None, level=logging.DEBUG, fmt="%(levelname)s %(message)s") as log:
             sender = apprise.Apprise()
             if not sender.add(url):
                 return "the notification URL is invalid or its scheme is not supported"
-            result = sender.notify(title=title, body=body)
+            if email:
+                result = sender.notify(title=title, body=as_html(title, body), body_format=apprise.NotifyFormat.HTML)
+            else:
+                result = sender.notify(title=title, body=body)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
     if result is True:

@@ -511,12 +511,16 @@ def test_deliver_by_email(db: Path, smtp: tuple[Inbox, int]) -> None:
     assert message["subject"] == "长期护理保险待遇不予核准通知（申请编号：NN-2024-000123）"
     assert message["subject"] == row.subject
     assert "ltc@example.org" in message["from"]
-    part = message.get_body(preferencelist=("plain", "html"))
-    assert part is not None
-    content = part.get_content()
-    assert isinstance(content, str)
-    assert "南府规〔2023〕26号 三(三)1" in content
-    assert MASKED_ID in content and ID_NUMBER not in content
+    assert message.get_content_type() == "multipart/alternative"
+    for kind in ("plain", "html"):  # both parts, each with the clause and the masked ID only
+        part = message.get_body(preferencelist=(kind,))
+        assert part is not None and part.get_content_type() == f"text/{kind}", kind
+        content = part.get_content()
+        assert isinstance(content, str)
+        assert "南府规〔2023〕26号 三(三)1" in content and "黄秀兰" in content, kind
+        assert MASKED_ID in content and ID_NUMBER not in content, kind
+        assert f"通知编号：{row.id}" in content, kind
+    assert "<p>" in message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("kind", ["monthly_statement", "remittance_advice", "eligibility_decision"])
@@ -614,3 +618,68 @@ def test_a_template_with_a_missing_field_quarantines_the_notice_not_the_decision
         assert "黄秀兰" in row.body and MASKED_ID in row.body and "2024" in row.subject + row.body
     finally:
         n.environment.cache_clear()
+
+
+class _Hook:
+    """A provider's system on loopback that takes JSON webhooks."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        received: list[dict[str, Any]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                received.append({"path": self.path, **json.loads(self.rfile.read(length))})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_channels_named_by_secret_deliver_json_webhooks(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recipient's channel can name a secret (`env:NAME`, `block:NAME`) instead of holding a URL with its
+    token: the record keeps the name, the URL is read when the notice is sent."""
+    from prefect.blocks.system import Secret
+
+    hook = _Hook()
+    try:
+        add_notice("env:LTC_HOOK_H001", dedupe_key="a")
+        assert deliver_pending()["failed"] == 1  # the variable is not set yet
+        (row,) = notices()
+        assert row.last_error == "environment variable LTC_HOOK_H001 is not set"
+        monkeypatch.setenv("LTC_HOOK_H001", f"json://127.0.0.1:{hook.port}/ltc/notices")
+        assert deliver_pending(now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))["sent"] == 1
+
+        Secret(value=f"json://127.0.0.1:{hook.port}/from-block").save("hook-h002", overwrite=True)
+        add_notice("block:hook-h002", dedupe_key="b")
+        assert deliver_pending()["sent"] == 1
+    finally:
+        hook.close()
+    assert [r["path"] for r in hook.received] == ["/ltc/notices", "/from-block"]
+    for r in hook.received:
+        assert r["title"].startswith("长期护理保险待遇不予核准通知") and MASKED_ID in r["message"]
+        assert ID_NUMBER not in r["message"]
+    assert all("json://" not in (n.url + (n.last_error or "")) for n in notices())  # no URL in the record
+
+
+@pytest.mark.parametrize(
+    "url", ["wecombot://BOTKEY", "dingtalk://ACCESSTOKEN/", "dingtalk://SECRET@ACCESSTOKEN/", "json://host/path"]
+)
+def test_documented_channel_url_forms_are_accepted(url: str) -> None:
+    import apprise
+
+    assert apprise.Apprise().add(url), url
