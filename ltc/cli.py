@@ -23,6 +23,8 @@ db_app = typer.Typer(help="The database schema.")
 app.add_typer(db_app, name="db")
 ledger_app = typer.Typer(help="The fund's double-entry ledger.")
 app.add_typer(ledger_app, name="ledger")
+report_app = typer.Typer(help="Reports.")
+app.add_typer(report_app, name="report")
 notices_app = typer.Typer(help="The outbox of notices.")
 app.add_typer(notices_app, name="notices")
 audit_app = typer.Typer(help="The hash-chained audit log of decisions and reads of persons' records.")
@@ -295,6 +297,23 @@ def notices_render() -> None:
     out = render_quarantined()
     console.print(f"released {out['released']}, still quarantined {out['quarantined']}")
     raise typer.Exit(0 if out["quarantined"] == 0 else 1)
+
+
+@report_app.command("fund")
+def report_fund(
+    period: Annotated[str, typer.Option(help="the last month shown, YYYY-MM")],
+    jurisdiction: Annotated[str, typer.Option(help="policy pack")] = "nanning",
+    out: Annotated[
+        Path | None, typer.Option(help="the HTML file (default: $LTC_HOME/reports/fund-<pack>-<period>.html)")
+    ] = None,
+) -> None:
+    """A self-contained HTML fund report with charts: contributions and benefits by month, spending by care mode
+    and grade, beneficiaries, assessment and agency costs against the pack's ceiling, months of reserve."""
+    from ltc.fund_report import write_fund_report
+    from ltc.settings import get_settings
+
+    target = out or get_settings().home / "reports" / f"fund-{jurisdiction}-{period}.html"
+    console.print(f"wrote {write_fund_report(jurisdiction, period, target)}")
 
 
 @app.command("status")
