@@ -32,6 +32,7 @@ app.add_typer(audit_app, name="audit")
 console = Console()
 
 FLOWS = [
+    "intake_inbox",
     "intake",
     "contributions",
     "schedule_assessments",
@@ -151,7 +152,8 @@ def load(
 
     upgrade()
     try:
-        report = intake(kind, str(file))
+        with console.status(f"loading {kind} from {file.name}: parse, validate, write"):
+            report = intake(kind, str(file))
     except IntakeError as e:
         console.print(f"[red]failed:[/] {e}")
         raise typer.Exit(2) from None
@@ -178,7 +180,8 @@ def run(
     from storage.db import upgrade
 
     upgrade()
-    result = _run_flow(flow, period, as_of, jurisdiction, kind, file)
+    with console.status(f"running {flow} ({jurisdiction}{' ' + period if period else ''})"):
+        result = _run_flow(flow, period, as_of, jurisdiction, kind, file)
     console.print_json(json.dumps(result, ensure_ascii=False, default=str))
 
 
@@ -192,6 +195,10 @@ def _need(value: str | None, name: str, flow: str) -> str:
 def _run_flow(
     flow: str, period: str | None, as_of: str | None, jurisdiction: str, kind: str | None, file: str | None
 ) -> Any:
+    if flow == "intake_inbox":
+        from flows.intake_inbox import intake_inbox
+
+        return intake_inbox(jurisdiction, file)
     if flow == "intake":
         from flows.intake import intake
 
