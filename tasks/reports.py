@@ -148,21 +148,18 @@ def markdown(title: str, tables: dict[str, list[dict[str, Any]]]) -> str:
     return f"# {title}\n\n" + "\n".join(f"## {name}\n\n{_table(rows)}" for name, rows in tables.items())
 
 
+def _publish(kind: str, jurisdiction: str, period: str, tables: dict[str, list[dict[str, Any]]]) -> str:
+    key = artifact_key(kind, jurisdiction, period)
+    title = f"{kind.capitalize()} {jurisdiction} {period}"
+    create_markdown_artifact(markdown(title, tables), key=key, description=title.lower())
+    return key
+
+
 @task(cache_policy=NO_CACHE)
 def publish_billing_report(jurisdiction: str, period: str) -> str:
-    tables = billing_report(jurisdiction, period)
-    key = artifact_key("billing", jurisdiction, period)
-    create_markdown_artifact(
-        markdown(f"Billing {jurisdiction} {period}", tables), key=key, description=f"billing {jurisdiction} {period}"
-    )
-    return key
+    return _publish("billing", jurisdiction, period, billing_report(jurisdiction, period))
 
 
 @task(cache_policy=NO_CACHE)
 def publish_payment_report(jurisdiction: str, period: str) -> str:
-    tables = payment_report(jurisdiction, period)
-    key = artifact_key("payment", jurisdiction, period)
-    create_markdown_artifact(
-        markdown(f"Payment {jurisdiction} {period}", tables), key=key, description=f"payment {jurisdiction} {period}"
-    )
-    return key
+    return _publish("payment", jurisdiction, period, payment_report(jurisdiction, period))
