@@ -76,7 +76,7 @@ def test_fund_report_figures_and_charts(backend: str, tmp_path: Path) -> None:
         capture_output=True,
         timeout=120,
     )
-    pixels = Image.open(png).convert("RGB").getdata()
+    pixels = Image.open(png).convert("RGB").get_flattened_data()
     colours = {"in": (0x2B, 0x7B, 0xBA), "out": (0xD9, 0x5F, 0x02), "institutional": (0x1B, 0x9E, 0x77)}
     seen = {name: sum(1 for p in pixels if p == rgb) for name, rgb in colours.items()}
     assert all(n > 200 for n in seen.values()), seen  # each chart's bars are drawn
