@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from ltc.formatting import yuan
 from storage import models as m
 from storage.db import session_scope
 
@@ -15,7 +16,6 @@ def status(jurisdiction: str, period: str) -> list[tuple[str, Any]]:
     ap, a, cl, pb, n = m.Application, m.Assessment, m.ClaimLine, m.PaymentBatch, m.Notice
     mine = select(m.Person.person_id).where(m.Person.jurisdiction == jurisdiction)
     with session_scope() as s:
-        count = lambda stmt: int(s.scalar(stmt) or 0)  # noqa: E731
         apps = {
             st: c
             for st, c in s.execute(
@@ -53,13 +53,10 @@ def status(jurisdiction: str, period: str) -> list[tuple[str, Any]]:
             )
         ]
         notices = {st: c for st, c in s.execute(select(n.status, func.count()).group_by(n.status)).all()}
-        quarantined = count(select(func.count()).select_from(m.QuarantinedRow))
-        closed = count(
-            select(func.count())
-            .select_from(m.PeriodClose)
-            .where(m.PeriodClose.jurisdiction == jurisdiction, m.PeriodClose.period == period)
+        quarantined = int(s.scalar(select(func.count()).select_from(m.QuarantinedRow)) or 0)
+        closed = s.scalar(
+            select(m.PeriodClose.id).where(m.PeriodClose.jurisdiction == jurisdiction, m.PeriodClose.period == period)
         )
-    from ltc.formatting import yuan
 
     return [
         ("applications waiting for a visit", apps.get("received", 0)),
@@ -69,7 +66,7 @@ def status(jurisdiction: str, period: str) -> list[tuple[str, Any]]:
         (f"claim lines billed for {period}", f"{billed[0]} ({yuan(int(billed[1]))} yuan)"),
         (f"payment batches for {period}", f"{batches[0]} ({yuan(int(batches[1]))} yuan)"),
         ("payout approval", decisions[-1] if decisions else ("none asked" if not batches[0] else "not required")),
-        ("period closed", "yes" if closed else "no"),
+        ("period closed", "yes" if closed is not None else "no"),
         ("notices pending", notices.get("pending", 0)),
         ("notices failed", notices.get("failed", 0)),
         ("notices quarantined", notices.get("quarantined", 0)),

@@ -7,8 +7,6 @@ rejection pays nothing and keeps its reason there. Batches are made only for the
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 import polars as pl
@@ -20,7 +18,7 @@ from prefect.input import RunInput
 from ltc.formatting import yuan
 from storage.db import session_scope
 from tasks import audit
-from tasks.reports import _table, artifact_key
+from tasks.reports import artifact_key, markdown_table
 
 
 class PayoutApproval(RunInput):
@@ -33,11 +31,10 @@ class PayoutApproval(RunInput):
 
 def proposal_sha256(lines: pl.DataFrame) -> str:
     """The digest of a payout proposal: every line (payee, claim line or adjustment, fen), in a fixed order."""
-    rows = sorted(
-        (str(p), int(c or 0), int(a or 0), int(f))
-        for p, c, a, f in lines.select("provider_id", "claim_line_id", "adjustment_id", "payable_fen").iter_rows()
+    columns = lines.select("provider_id", "claim_line_id", "adjustment_id", "payable_fen")
+    return audit.content_sha256(
+        sorted((str(p), int(c or 0), int(a or 0), int(f)) for p, c, a, f in columns.iter_rows())
     )
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,7 +53,7 @@ def publish_proposal(lines: pl.DataFrame, jurisdiction: str, period: str) -> str
     key = artifact_key("payout-proposal", jurisdiction, period)
     create_markdown_artifact(
         f"# Payout proposal {jurisdiction} {period}\n\nTotal {yuan(total)} yuan to {len(rows)} payees, digest "
-        f"`{proposal_sha256(lines)}`.\n\n{_table(rows)}",
+        f"`{proposal_sha256(lines)}`.\n\n{markdown_table(rows)}",
         key=key,
         description=f"payout awaiting approval: {jurisdiction} {period}",
     )

@@ -7,8 +7,6 @@ the provider's remittance advice are written in one transaction, so a crash leav
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -122,8 +120,8 @@ def batch_content_sha256(
     batch_ref: str, payee_id: str, period: str, bank_account: str, total_fen: int, lines: Iterable[tuple[Any, ...]]
 ) -> str:
     """The digest of a payout: its key, payee, account, total and its lines (claim line, adjustment, fen)."""
-    body = [batch_ref, payee_id, period, bank_account, total_fen, sorted((c or 0, a or 0, f) for c, a, f in lines)]
-    return hashlib.sha256(json.dumps(body).encode()).hexdigest()
+    head = [batch_ref, payee_id, period, bank_account, total_fen]
+    return audit.content_sha256([head, *sorted((int(c or 0), int(a or 0), int(f)) for c, a, f in lines)])
 
 
 def check_batch(s: Session, batch: m.PaymentBatch) -> None:

@@ -4,10 +4,10 @@ number, and amounts in yuan from integer fen."""
 
 from __future__ import annotations
 
-import json
-from collections import Counter
+import io
 from typing import Any
 
+import polars as pl
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from ltc.formatting import yuan
 from storage import models as m
 from storage.db import session_scope
+from tasks.records import frame
 
 LARGEST = 10
 
@@ -30,7 +31,7 @@ def artifact_key(kind: str, jurisdiction: str, period: str) -> str:
     return f"{kind}-{jurisdiction}-{period}".lower().replace("_", "-")
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def markdown_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_none_\n"
     header = list(rows[0])
@@ -57,10 +58,10 @@ def billing_report(jurisdiction: str, period: str) -> dict[str, list[dict[str, A
             .group_by(cl.provider_id)
             .order_by(cl.provider_id)
         ).all()
-        excluded: Counter[str] = Counter()
-        for (exclusions,) in s.execute(select(cl.exclusions).where(mine, cl.days_excluded > 0)):
-            for reason, days in (json.loads(exclusions) if isinstance(exclusions, str) else exclusions).items():
-                excluded[reason] += int(days)
+        # {"REASON": days, ...} per line, summed by reason in one vectorised step.
+        exclusions = frame(s, select(cl.exclusions).where(mine, cl.days_excluded > 0), {"exclusions": pl.Utf8})
+        lines = "\n".join(exclusions["exclusions"]).encode()
+        excluded = pl.read_ndjson(io.BytesIO(lines), infer_schema_length=None).sum() if lines else pl.DataFrame()
         flags = s.execute(
             select(m.FraudFlag.rule, func.count())
             .where(m.FraudFlag.jurisdiction == jurisdiction, m.FraudFlag.period == period)
@@ -95,7 +96,9 @@ def billing_report(jurisdiction: str, period: str) -> dict[str, list[dict[str, A
             {"provider": p, "claim lines": n, "days paid": d, "payable (yuan)": yuan(int(f or 0))}
             for p, n, d, f in by_provider
         ],
-        "days excluded by reason": [{"reason": r, "days": d} for r, d in sorted(excluded.items())],
+        "days excluded by reason": [
+            {"reason": r, "days": int(excluded[r][0])} for r in sorted(excluded.columns) if excluded[r][0]
+        ],
         "fraud flags by rule": [{"rule": r, "care-day records": n} for r, n in flags],
         "quarantined rows (all intake)": [{"kind": k, "field": f, "rows": n} for k, f, n in quarantined],
         "change against the previous period": change,
@@ -145,7 +148,7 @@ def payment_report(jurisdiction: str, period: str) -> dict[str, list[dict[str, A
 
 
 def markdown(title: str, tables: dict[str, list[dict[str, Any]]]) -> str:
-    return f"# {title}\n\n" + "\n".join(f"## {name}\n\n{_table(rows)}" for name, rows in tables.items())
+    return f"# {title}\n\n" + "\n".join(f"## {name}\n\n{markdown_table(rows)}" for name, rows in tables.items())
 
 
 def _publish(kind: str, jurisdiction: str, period: str, tables: dict[str, list[dict[str, Any]]]) -> str:
