@@ -6,6 +6,8 @@ The flows here are the ones `deployments/prefect.yaml` names; the smoke test che
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +49,16 @@ FLOWS: list[Flow[Any, Any]] = [
 PREFECT_YAML = Path(__file__).resolve().parent / "prefect.yaml"
 
 
-def deployment_specs() -> list[dict[str, Any]]:
-    specs: list[dict[str, Any]] = yaml.safe_load(PREFECT_YAML.read_text(encoding="utf-8"))["deployments"]
+def deployments_file() -> Path:
+    """The deployments to serve: `LTC_DEPLOYMENTS_FILE` (an operator's copy of prefect.yaml with their own days
+    and hours), else the project's `deployments/prefect.yaml`."""
+    return Path(os.environ.get("LTC_DEPLOYMENTS_FILE") or PREFECT_YAML)
+
+
+def deployment_specs(path: Path | None = None) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = yaml.safe_load((path or deployments_file()).read_text(encoding="utf-8"))[
+        "deployments"
+    ]
     return specs
 
 
@@ -62,10 +72,13 @@ def schedule(spec: dict[str, Any]) -> Schedule:
     }
     if "cron" in spec:
         return Cron(spec["cron"], **common)
-    return Interval(int(spec["interval"]), **common)
+    anchor = spec.get("anchor_date")
+    if isinstance(anchor, str):
+        anchor = dt.datetime.fromisoformat(anchor)
+    return Interval(int(spec["interval"]), anchor_date=anchor, **common)
 
 
-def deployments() -> list[Any]:
+def deployments(path: Path | None = None) -> list[Any]:
     """Every flow of prefect.yaml as a runner deployment with its schedules and default parameters."""
     by_name = {f.name: f for f in FLOWS}
     return [
@@ -75,7 +88,7 @@ def deployments() -> list[Any]:
             parameters=spec.get("parameters") or {},
             schedules=[schedule(s) for s in spec.get("schedules") or []],
         )
-        for spec in deployment_specs()
+        for spec in deployment_specs(path)
     ]
 
 

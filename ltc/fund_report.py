@@ -91,26 +91,34 @@ def fund_figures(jurisdiction: str, period: str, months: int = MONTHS_SHOWN) -> 
     with session_scope() as s:
         persons = select(m.Person.person_id).where(m.Person.jurisdiction == jurisdiction)
         contributions = dict(
-            s.execute(select(c.period, func.sum(c.paid_fen)).where(c.person_id.in_(persons)).group_by(c.period)).all()
+            s.execute(select(c.period, func.sum(c.paid_fen)).where(c.person_id.in_(persons)).group_by(c.period))
+            .tuples()
+            .all()
         )
         benefits = dict(
             s.execute(
                 select(cl.period, func.sum(cl.payable_fen)).where(cl.jurisdiction == jurisdiction).group_by(cl.period)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         adjustments = dict(
             s.execute(
                 select(m.ClaimAdjustment.period, func.sum(m.ClaimAdjustment.delta_fen))
                 .where(m.ClaimAdjustment.jurisdiction == jurisdiction)
                 .group_by(m.ClaimAdjustment.period)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         beneficiaries = dict(
             s.execute(
                 select(cl.period, func.count(cl.person_id.distinct()))
                 .where(cl.jurisdiction == jurisdiction, cl.payable_fen > 0)
                 .group_by(cl.period)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         by_mode_grade = s.execute(
             select(cl.care_mode, cl.grade, func.sum(cl.payable_fen), func.count(cl.person_id.distinct()))

@@ -102,7 +102,7 @@ def summary(jurisdiction: str, period: str) -> dict[str, Any]:
         batches = s.execute(
             select(func.count(), func.sum(pb.total_fen)).where(pb.jurisdiction == jurisdiction, pb.period == period)
         ).one()
-        notices = dict(s.execute(select(m.Notice.status, func.count()).group_by(m.Notice.status)).all())
+        notices = dict(s.execute(select(m.Notice.status, func.count()).group_by(m.Notice.status)).tuples().all())
         quarantined = s.scalar(select(func.count()).select_from(m.QuarantinedRow))
         fees = s.execute(
             select(func.sum(m.Assessment.fee_fund_fen), func.sum(m.Assessment.fee_applicant_fen))

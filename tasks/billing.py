@@ -350,7 +350,7 @@ def _enqueue_statements(
 ) -> int:
     if claims.is_empty():
         return 0
-    provider_names = dict(s.execute(select(m.Provider.provider_id, m.Provider.name)).all())
+    provider_names = dict(s.execute(select(m.Provider.provider_id, m.Provider.name)).tuples().all())
     wanted = claims["person_id"].unique().to_list()
     people: dict[str, m.Person] = {}
     for i in range(0, len(wanted), 10_000):

@@ -88,3 +88,89 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     get_engine(url).dispose()
     if pg_name:
         _drop_pg_database(pg_name)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RealPrefectServer:
+    """`prefect server start` as an operator runs it: its own process, its own PostgreSQL database."""
+
+    def __init__(self, url: str, log: Path, env: dict[str, str]) -> None:
+        self.url, self.log, self.env = url, log, env
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def real_prefect_server(tmp_path: Path) -> Iterator[RealPrefectServer]:
+    """A real Prefect server (`prefect server start`) on a free loopback port, backed by a fresh PostgreSQL
+    database, with its default services (the scheduler among them)."""
+    import sys
+    import urllib.request
+
+    db = _fresh_pg_database()
+    port = free_port()
+    home = tmp_path / "prefect-server"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    prefect_cli = str(Path(sys.executable).parent / "prefect")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [prefect_cli, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                pytest.fail(f"prefect server start exited: {log.read_text(errors='replace')[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("prefect server start did not answer within 120 s")
+        client_env = {k: v for k, v in env.items() if k != "PREFECT_API_DATABASE_CONNECTION_URL"}
+        client_env["PREFECT_API_URL"] = url
+        client_env["PREFECT_HOME"] = str(tmp_path / "prefect-client")
+        yield RealPrefectServer(url, log, client_env)
+    finally:
+        stop_process_group(proc)
+        _drop_pg_database(db)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process started with start_new_session=True and everything it started."""
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
