@@ -6,6 +6,9 @@ import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Prefect gives its local (ephemeral) server 20 s to start, counted in its own sleeps: a busy machine or a first
+# start on a fresh database takes longer. Commands that run flows wait up to three minutes instead.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import csv
 import datetime as dt
@@ -30,6 +33,20 @@ app.add_typer(notices_app, name="notices")
 audit_app = typer.Typer(help="The hash-chained audit log of decisions and reads of persons' records.")
 app.add_typer(audit_app, name="audit")
 console = Console()
+err_console = Console(stderr=True)
+DEBUG = {"on": os.environ.get("LTC_DEBUG", "") not in ("", "0")}
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the traceback of any error, a person's included")
+    ] = False,
+) -> None:
+    """Long-term care insurance claims: intake, assessment, eligibility, billing, payment."""
+    if debug:
+        DEBUG["on"] = True
+
 
 FLOWS = [
     "intake_inbox",
@@ -146,11 +163,15 @@ def load(
     file: Annotated[Path, typer.Argument(help="UTF-8 CSV with a header")],
 ) -> None:
     """Load an inbound file. Exit 0: clean; 1: some rows quarantined; 2: the file could not be loaded."""
+    from ltc import checks
+
+    checks.inbound_file(kind, file)
     from flows.intake import intake
     from storage.db import upgrade
     from tasks.intake import IntakeError
 
     upgrade()
+    _quiet_flows()
     try:
         with console.status(f"loading {kind} from {file.name}: parse, validate, write"):
             report = intake(kind, str(file))
@@ -179,10 +200,58 @@ def run(
     """Run one flow through Prefect."""
     from storage.db import upgrade
 
+    _check_run(flow, period, as_of, jurisdiction, kind, file)
     upgrade()
+    _quiet_flows()
     with console.status(f"running {flow} ({jurisdiction}{' ' + period if period else ''})"):
         result = _run_flow(flow, period, as_of, jurisdiction, kind, file)
     console.print_json(json.dumps(result, ensure_ascii=False, default=str))
+
+
+# The inbound kind of the file each flow reads.
+FILE_KINDS = {
+    "record_assessments": "assessment_results",
+    "assessment_changes": "assessment_events",
+    "reconcile_payments": "bank_returns",
+}
+PERIOD_FLOWS = {
+    "contributions",
+    "bill_month",
+    "issue_statements",
+    "pay_providers",
+    "reconcile_payments",
+    "monthly_cycle",
+}
+
+
+def _check_run(
+    flow: str, period: str | None, as_of: str | None, jurisdiction: str, kind: str | None, file: str | None
+) -> None:
+    """Everything a person typed, checked before any flow starts."""
+    from ltc import checks
+
+    if flow not in FLOWS:
+        console.print(f"[red]unknown flow {flow}[/]; one of {', '.join(FLOWS)}")
+        raise typer.Exit(2)
+    checks.pack(jurisdiction)
+    if flow in PERIOD_FLOWS:
+        checks.period(_need(period, "period", flow), jurisdiction, flow)
+    if flow in ("send_reminders", "decide_eligibility"):
+        checks.day(_need(as_of, "as-of", flow))
+    if flow == "intake":
+        checks.inbound_file(_need(kind, "kind", flow), Path(_need(file, "file", flow)))
+    elif flow in FILE_KINDS and (file or flow != "reconcile_payments"):
+        checks.inbound_file(FILE_KINDS[flow], Path(_need(file, "file", flow)))
+
+
+def _quiet_flows() -> None:
+    """Prefect's console reports of a person's error are left to the command's own one line (not with --debug)."""
+    if not DEBUG["on"]:
+        import prefect  # noqa: F401  (installs Prefect's console handler)
+
+        from ltc.checks import quiet_user_errors_on_the_console
+
+        quiet_user_errors_on_the_console()
 
 
 def _need(value: str | None, name: str, flow: str) -> str:
@@ -330,9 +399,12 @@ def status_cmd(
 ) -> None:
     """The period's state at a glance: applications, assessments, claims, batches, approval, notices."""
     from flows.naming import last_month
+    from ltc import checks
     from ltc.status import status
 
+    checks.pack(jurisdiction)
     period = period or last_month()
+    checks.period(period, jurisdiction)
     table = Table(title=f"{jurisdiction} · {period}")
     table.add_column("")
     table.add_column("", justify="right")
@@ -394,6 +466,10 @@ def demo(
         console.print(f"[red]no demo profile for {jurisdiction}[/]; one of {', '.join(PROFILES)}")
         raise typer.Exit(2)
     period = period or PROFILES[jurisdiction].period
+    from ltc import checks
+
+    checks.period(period, jurisdiction)
+    _quiet_flows()
     summary = run_demo(jurisdiction, period, seed, DemoSize(insured=insured, applicants=applicants), console)
     table = Table(title=f"{summary['pack']} · {period}")
     table.add_column("")
@@ -405,8 +481,18 @@ def demo(
         console.print(note)
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The `ltc` command: a person's error (`UserError`) is one line on standard error and exit 2; a bug keeps its
+    traceback. `--debug` (or LTC_DEBUG=1) shows the traceback of either."""
+    from rules.errors import UserError
+
+    try:
+        app()
+    except UserError as e:
+        if DEBUG["on"] or "--debug" in sys.argv[1:]:
+            raise
+        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -21,14 +22,18 @@ from typing import Any
 import polars as pl
 import yaml
 
+from rules.errors import UserError
+
 PACKS_DIR = Path(__file__).parent / "packs"
+MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+YEAR = re.compile(r"\d{4}")
 
 MONEY_UNITS = {"yuan", "yuan/day", "yuan/month", "yuan/year", "yuan/assessment"}
 SOURCES = ("document", "assumption", "operator")
 OVERRIDES_ENV = "LTC_RULES_OVERRIDES"
 
 
-class RulesError(Exception):
+class RulesError(UserError):
     """A rule cannot be applied: a period outside a pack's validity, or a parameter with no value."""
 
 
@@ -153,8 +158,10 @@ def period_start(period: str, pack: Pack | None = None) -> dt.date:
     """The date a period's rules are resolved on: the first day of a `YYYY-MM` month or a `YYYY` year, but not
     before the pack starts (a yearly pack that starts mid-year resolves its first year on its first day)."""
     try:
+        if not (MONTH.fullmatch(period) or YEAR.fullmatch(period)):
+            raise ValueError(period)
         first = dt.date.fromisoformat(f"{period}-01" if len(period) == 7 else f"{period}-01-01")
-    except ValueError:
+    except (ValueError, TypeError):
         raise RulesError(f"period {period!r} is neither YYYY-MM nor YYYY") from None
     return max(first, pack.valid_from) if pack else first
 
@@ -162,9 +169,11 @@ def period_start(period: str, pack: Pack | None = None) -> dt.date:
 def period_bounds(period: str) -> tuple[dt.date, dt.date]:
     """First and last day of a period written `YYYY-MM`."""
     try:
+        if not MONTH.fullmatch(period):
+            raise ValueError(period)
         year, month = (int(x) for x in period.split("-"))
         first = dt.date(year, month, 1)
-    except ValueError:
+    except (ValueError, TypeError):
         raise RulesError(f"period {period!r} is not of the form YYYY-MM") from None
     nxt = dt.date(year + month // 12, month % 12 + 1, 1)
     return first, nxt - dt.timedelta(days=1)

@@ -13,10 +13,11 @@ from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import records
+from tasks.retrying import transient_only
 from tasks.schemas import ContributionDues
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def insured_persons(jurisdiction: str) -> pl.DataFrame:
     with session_scope() as s:
         return records.persons(s, jurisdiction)
@@ -30,7 +31,7 @@ def compute_dues(persons: pl.DataFrame, jurisdiction: str, period: str) -> DataF
     return DataFrame[ContributionDues](out)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def write_dues(dues: pl.DataFrame, jurisdiction: str) -> int:
     """Upsert the dues: a rerun for the same period rewrites the same rows."""
     rows = dues.with_columns(jurisdiction=pl.lit(jurisdiction)).to_dicts()

@@ -22,6 +22,7 @@ from ltc import idvault
 from ltc.formatting import mask_id
 from rules import fraud
 from rules.engine import Pack, load_pack
+from rules.errors import UserError
 from storage import models as m
 from storage.bulk import bulk_upsert
 from storage.db import session_scope, upsert
@@ -53,7 +54,7 @@ REFERENCE_KEYS: dict[str, Any] = {
 }
 
 
-class IntakeError(Exception):
+class IntakeError(UserError):
     """The file cannot be read at all (missing, not UTF-8, wrong header)."""
 
 
@@ -103,6 +104,8 @@ def read_file(spec: InboundKind, path: Path) -> tuple[pl.DataFrame, pl.DataFrame
         raw = pl.read_csv(path, infer_schema=False, encoding="utf8")
     except FileNotFoundError:
         raise IntakeError(f"{path}: no such file") from None
+    except pl.exceptions.NoDataError:
+        raise IntakeError(f"{path}: the file is empty; nothing was loaded") from None
     except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
         raise IntakeError(f"{path}: cannot be read as a UTF-8 CSV with a header: {e}") from None
     _check_header(spec, path, raw.columns)

@@ -20,6 +20,7 @@ from ltc.formatting import yuan
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import audit, ledger
+from tasks.retrying import transient_only
 
 
 def _breaks(batches: list[m.PaymentBatch], returns: dict[str, m.BankReturn], prefix: str) -> list[tuple[str, str, str]]:
@@ -41,7 +42,13 @@ def _breaks(batches: list[m.PaymentBatch], returns: dict[str, m.BankReturn], pre
     return found
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, task_run_name="reconcile {jurisdiction} {period}")
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=transient_only,
+    task_run_name="reconcile {jurisdiction} {period}",
+)
 def reconcile(jurisdiction: str, period: str) -> dict[str, Any]:
     """Match, post and perhaps close, in one transaction. Rerunning it changes nothing that is already so."""
     prefix = f"{jurisdiction}-{period}-"

@@ -27,6 +27,7 @@ from storage.db import session_scope
 from tasks.calendar import add_working_days, is_working_day
 from tasks.notices import notify
 from tasks.records import frame
+from tasks.retrying import transient_only
 
 DAY_START_MINUTES = 9 * 60  # first visit of a day at 09:00
 VISIT_MINUTES = 90  # one visit, travel included
@@ -47,7 +48,7 @@ def time_of(time_index: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def waiting_applications(jurisdiction: str) -> pl.DataFrame:
     """Applications that need a visit, oldest request first, with the assessors they must not get again."""
     with session_scope() as s:
@@ -97,7 +98,7 @@ def waiting_applications(jurisdiction: str) -> pl.DataFrame:
     )
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def scheduling_resources(jurisdiction: str) -> dict[str, pl.DataFrame]:
     """Agencies, assessors and what is already booked."""
     with session_scope() as s:
@@ -263,7 +264,7 @@ def _window(pack: Pack, asked: dt.date) -> tuple[int, dt.date, dt.date]:
     return per_visit, add_working_days(asked, offset), deadline
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def book_slots(plan: pl.DataFrame) -> dict[str, int]:
     """Book each planned visit with its slot and assessors, and write its notices, in one transaction per visit;
     flag what could not be placed."""
@@ -339,7 +340,7 @@ def _notify_visit(s: Any, app: m.Application, visit: m.Assessment) -> None:
         )
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def write_agency_schedules(jurisdiction: str) -> list[str]:
     """Each agency's coming visits as a CSV and an iCalendar file it can import, rewritten from the record."""
     from icalendar import Calendar, Event
@@ -390,7 +391,7 @@ def write_agency_schedules(jurisdiction: str) -> list[str]:
     return written
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def enqueue_reminders(jurisdiction: str, as_of: dt.date) -> int:
     """A reminder to each applicant whose visit is on the next working day after `as_of`."""
     day = add_working_days(as_of, 1)

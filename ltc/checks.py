@@ -1,0 +1,110 @@
+"""What the command line checks before it starts any flow: the period, the day, the pack and the file a person
+typed. Each failure is a `UserError` with a message that says what to correct; nothing here starts Prefect, so a
+mistyped period is answered in a moment, not after a server has started and a task has been retried."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import logging
+from pathlib import Path
+
+from rules.engine import load_pack, period_bounds, period_start
+from rules.errors import UserError
+
+# Flows whose periods may be a year (contributions of a yearly pack).
+YEARLY_OK = {"contributions"}
+CHUNK = 1 << 20
+
+
+def pack(jurisdiction: str) -> None:
+    load_pack(jurisdiction)  # RulesError naming the known packs
+
+
+def period(value: str, jurisdiction: str, flow: str = "") -> str:
+    """A period the pack is in force for: `YYYY-MM` (or `YYYY` where the flow takes a year)."""
+    p = load_pack(jurisdiction)
+    if flow in YEARLY_OK and len(value) == 4:
+        p.check_date(period_start(value))
+        return value
+    period_bounds(value)  # RulesError: not of the form YYYY-MM
+    p.check_period(value)  # RulesError: outside the pack, with its dates
+    return value
+
+
+def day(value: str, option: str = "--as-of") -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{option} {value!r} is not a date of the form YYYY-MM-DD") from None
+
+
+def inbound_file(kind: str, path: Path, encoding: str = "utf-8") -> None:
+    """An inbound file that can be read as it is: it exists, is not empty, decodes in its encoding from the first
+    byte to the last, and its header has every column the kind requires."""
+    from tasks.schemas import INBOUND
+
+    if kind not in INBOUND:
+        raise UserError(f"unknown kind {kind!r}; one of {', '.join(INBOUND)}")
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    head = ""
+    offset = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            try:
+                text = decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                raise UserError(
+                    f"{path}: not {encoding} at byte {offset + e.start}; if the file was saved as GBK/GB18030 "
+                    f"(Excel on a Chinese system), save it as UTF-8 first"
+                ) from None
+            if len(head) < CHUNK:
+                head += text
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not {encoding}: the file ends inside a character") from None
+    head = head.lstrip("\ufeff")
+    if not head.strip():
+        raise UserError(f"{path}: the file is empty; nothing was loaded")
+    header = [h.strip() for h in next(csv.reader(io.StringIO(head.splitlines()[0])), [])]
+    missing = [c.header for c in INBOUND[kind].columns if c.required and c.header not in header]
+    if missing:
+        raise UserError(f"{path}: header lacks required column(s) {', '.join(missing)} for {kind}")
+
+
+class QuietUserErrors(logging.Filter):
+    """On the console of a command, Prefect's own report of a flow or task that failed on a person's error (its
+    traceback, and its 'Finished in state Failed' line) is left out: the command says it once, in one line. Every
+    other record passes; the Prefect UI keeps them all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            return False
+        if record.levelno >= logging.ERROR and record.name.startswith("prefect"):
+            message = record.getMessage()
+            return not any(f"{name}:" in message or f"{name}(" in message for name in _user_error_names())
+        return True
+
+
+def _user_error_names() -> set[str]:
+    names, todo = set(), [UserError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def quiet_user_errors_on_the_console() -> None:
+    """Add `QuietUserErrors` to the console handlers Prefect installed (idempotent)."""
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(
+            isinstance(f, QuietUserErrors) for f in handler.filters
+        ):
+            handler.addFilter(QuietUserErrors())

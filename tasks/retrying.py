@@ -1,0 +1,20 @@
+"""When a failed task is tried again: a transient failure (a lost connection, a lock) is; a person's error
+(`rules.errors.UserError`: a bad period, a file, a missing policy value) fails the same way every time, and is
+not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rules.errors import UserError
+
+
+def transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's `retry_condition_fn`: retry unless the task failed on a person's error."""
+    try:
+        state.result()
+    except UserError:
+        return False
+    except BaseException:
+        return True
+    return True

@@ -1,0 +1,123 @@
+"""A person's error at the command line is one line and an exit code, never a traceback, and is answered before
+any flow starts; policy errors are not retried; commands that only read the record never start Prefect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD_HEADER = "person_id,name,id_number,jurisdiction,area,insurance_type,contribution_base\n"
+ASCII_ROW = "P1,Li,,nanning,A,employee,1000\n"
+# Where the first GB18030 byte of late-gbk.csv is: after the header, 60,000 ASCII rows and "P2,".
+LATE_BYTE = len(GOOD_HEADER) + 60_000 * len(ASCII_ROW) + 3
+
+
+def ltc(args: list[str], home: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    # Prefect is pointed at a port where nothing listens and may not start a local server: a command that
+    # reached for Prefect would fail with a connection error instead of the message asserted.
+    env = {
+        **os.environ,
+        "LTC_HOME": str(home),
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+        "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
+        **extra,
+    }
+    env.pop("LTC_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ltc.cli", *args], cwd=home, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "blank.csv").write_text("\ufeff\n \n", encoding="utf-8")
+    (tmp_path / "gbk.csv").write_bytes((GOOD_HEADER + "P1,张三,,nanning,A,employee,1000\n").encode("gb18030"))
+    (tmp_path / "nocol.csv").write_text("person_id,name\nP1,张三\n", encoding="utf-8")
+    (tmp_path / "late-gbk.csv").write_bytes((GOOD_HEADER + ASCII_ROW * 60_000).encode() + "P2,张三\n".encode("gb18030"))
+    return tmp_path
+
+
+CASES = {
+    "period-13": (["run", "bill_month", "--period", "2026-13"], "'2026-13' is not of the form YYYY-MM"),
+    "period-outside-pack": (["run", "bill_month", "--period", "2029-03"], "outside pack nanning"),
+    "period-outside-pack-cycle": (
+        ["run", "monthly_cycle", "--jurisdiction", "jinjiang", "--period", "2026-06"],
+        "outside pack jinjiang",
+    ),
+    "unknown-pack": (["run", "bill_month", "--period", "2026-03", "--jurisdiction", "x"], "no policy pack 'x'"),
+    "bad-day": (["run", "decide_eligibility", "--as-of", "2026-02-30"], "'2026-02-30' is not a date"),
+    "demo-period": (["demo", "--period", "2023-05"], "outside pack nanning"),
+    "status-period": (["status", "--period", "26-03"], "'26-03' is not of the form YYYY-MM"),
+    "empty-file": (["load", "persons", "empty.csv"], "empty.csv: the file is empty; nothing was loaded"),
+    "blank-file": (["load", "persons", "blank.csv"], "blank.csv: the file is empty"),
+    "not-utf8": (["load", "persons", "gbk.csv"], "gbk.csv: not utf-8 at byte"),
+    "not-utf8-late": (["load", "persons", "late-gbk.csv"], f"late-gbk.csv: not utf-8 at byte {LATE_BYTE};"),
+    "not-utf8-run": (["run", "intake", "--kind", "persons", "--file", "gbk.csv"], "gbk.csv: not utf-8"),
+    "missing-column": (["load", "persons", "nocol.csv"], "lacks required column(s) id_number, jurisdiction"),
+    "no-file": (["load", "care_days", "nothere.csv"], "nothere.csv: no such file"),
+    "unknown-kind": (["load", "payslips", "nocol.csv"], "unknown kind 'payslips'"),
+    "results-file": (["run", "record_assessments", "--file", "empty.csv"], "empty.csv: the file is empty"),
+    "unknown-person": (["explain", "P99999"], "no person P99999"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_a_persons_error_is_one_line_and_an_exit_code(case: str, files: Path) -> None:
+    args, message = CASES[case]
+    out = ltc(args, files)
+    text = (out.stdout + out.stderr).strip()
+    assert out.returncode == 2, text
+    assert message in text, text
+    assert "Traceback" not in text and len(text.splitlines()) <= 2, text
+    assert not (files / "ltc.db").exists() or case == "unknown-person"  # nothing loaded, no schema made for it
+
+
+def test_debug_shows_the_traceback(files: Path) -> None:
+    out = ltc(["--debug", "run", "bill_month", "--period", "2026-13"], files)
+    assert out.returncode != 0
+    assert "Traceback" in out.stderr and "RulesError" in out.stderr
+
+
+def test_reading_the_record_starts_no_prefect(files: Path) -> None:
+    """status, review, explain, exports, the ledger and the audit log read the record only: with no Prefect API
+    reachable and no local server allowed, each still answers."""
+    for args, code in [
+        (["db", "upgrade"], 0),
+        (["status", "--period", "2026-03"], 0),
+        (["export", "claims", "--period", "2026-03"], 0),
+        (["export", "quarantine"], 0),
+        (["ledger", "check"], 0),
+        (["ledger", "balance"], 0),
+        (["audit", "verify"], 0),
+        (["review"], 0),
+    ]:
+        out = ltc(args, files)
+        assert out.returncode == code, (args, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr, (args, out.stderr)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_policy_error_inside_a_flow_is_not_retried(backend: str) -> None:
+    """A flow started with a period outside the pack (from the UI or a schedule, where no command checked it
+    first) fails on its first try, not after its retries."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    from flows.bill_month import bill_month
+    from rules.engine import RulesError
+
+    with pytest.raises(RulesError, match="outside pack nanning"):
+        bill_month("nanning", "2029-07")
+    with get_client(sync_client=True) as client:
+        runs = [
+            r
+            for r in client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="plan_parts")))
+            if r.state is not None and "2029-07" in (r.state.message or "")
+        ]
+    assert runs and all(r.run_count == 1 for r in runs), [(r.name, r.run_count) for r in runs]
