@@ -40,7 +40,7 @@ DEBUG = {"on": os.environ.get("LTC_DEBUG", "") not in ("", "0")}
 @app.callback()
 def root(
     debug: Annotated[
-        bool, typer.Option("--debug", help="show the traceback of any error, a person's included")
+        bool, typer.Option("--debug", help="show the traceback of any error")
     ] = False,
 ) -> None:
     """Long-term care insurance claims: intake, assessment, eligibility, billing, payment."""
