@@ -39,9 +39,7 @@ DEBUG = {"on": os.environ.get("LTC_DEBUG", "") not in ("", "0")}
 
 @app.callback()
 def root(
-    debug: Annotated[
-        bool, typer.Option("--debug", help="show the traceback of any error")
-    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of any error")] = False,
 ) -> None:
     """Long-term care insurance claims: intake, assessment, eligibility, billing, payment."""
     if debug:
