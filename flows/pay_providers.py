@@ -9,15 +9,24 @@ from typing import Any
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.flow_runs import pause_flow_run
+from prefect.runtime import flow_run
 
 from flows.naming import last_month, run_name
 from tasks import audit
-from tasks.approval import PayoutApproval, proposal_sha256, publish_proposal, record_approval
+from tasks.approval import (
+    PayoutApproval,
+    announce_waiting,
+    issue_codes,
+    judge_answer,
+    proposal_sha256,
+    publish_proposal,
+    record_approval,
+)
 from tasks.payment import create_batch, payable_to, unpaid_claims, write_bank_file
 from tasks.reports import publish_payment_report
 
-# How often a paused run looks for the operator's answer, and how many answers it takes before it gives up.
-MAX_ANSWERS = 3
+# How many answers a paused run takes (refused ones included) before it gives up and pays nothing.
+MAX_ANSWERS = 5
 
 
 def poll_seconds() -> int:
@@ -25,32 +34,45 @@ def poll_seconds() -> int:
 
 
 def approved(lines: pl.DataFrame, jurisdiction: str, period: str, started_by: str, timeout_hours: float) -> bool:
-    """Pause for the operator's decision on the proposal; True once another person approves it."""
+    """Send each approver on the roster their one-time code and pause for a decision; True once another person
+    approves the proposal with their own valid code."""
     log = get_run_logger()
     digest = proposal_sha256(lines)
     publish_proposal(lines, jurisdiction, period)
+    run_id = str(flow_run.get_id())
+    codes = issue_codes(lines, jurisdiction, period, run_id, str(flow_run.get_name()), started_by, timeout_hours)
+    for name, why in codes["failed"].items():
+        log.error("the approval code for %s could not be delivered: %s", name, why)
+    if not codes["issued"]:
+        record_approval(jurisdiction, period, "no_approver", None, started_by, digest)
+        log.error(
+            "no approver on the roster other than %s: nothing paid (add one with `ltc approvers add`)", started_by
+        )
+        return False
+    announce_waiting(codes)
     for _ in range(MAX_ANSWERS):
         log.warning(
-            "payout %s %s (%s lines, digest %s) waits for approval: resume this run in the Prefect UI",
+            "payout %s %s (%s lines, digest %s) waits for approval by %s: resume this run in the Prefect UI with "
+            "your name and the code you were sent",
             jurisdiction,
             period,
             lines.height,
             digest[:12],
+            ", ".join(codes["issued"]),
         )
         answer = pause_flow_run(
             wait_for_input=PayoutApproval, timeout=int(timeout_hours * 3600), poll_interval=poll_seconds()
         )
         if answer is None:
             continue
-        given = answer.model_dump(include={"decision", "approver", "comment"})
-        if answer.approver.strip().lower() == started_by.strip().lower():
-            record_approval(jurisdiction, period, "refused", given, started_by, digest)
-            log.error("%s started this run and cannot approve its payout; another person must", answer.approver)
+        verdict = judge_answer(jurisdiction, period, run_id, digest, answer.model_dump(), started_by)
+        if not verdict["accepted"]:
+            log.error("answer refused: %s %s", answer.approver, verdict["reason"])
             continue
-        record_approval(jurisdiction, period, answer.decision, given, started_by, digest)
-        if answer.decision == "reject":
+        if verdict["decision"] == "reject":
             log.error("payout %s %s rejected by %s: %s", jurisdiction, period, answer.approver, answer.comment)
-        return answer.decision == "approve"
+        return bool(verdict["decision"] == "approve")
+    log.error("payout %s %s: %s answers and none released it; nothing paid", jurisdiction, period, MAX_ANSWERS)
     return False
 
 

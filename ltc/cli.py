@@ -32,6 +32,8 @@ notices_app = typer.Typer(help="The outbox of notices.")
 app.add_typer(notices_app, name="notices")
 audit_app = typer.Typer(help="The hash-chained audit log of decisions and reads of persons' records.")
 app.add_typer(audit_app, name="audit")
+approvers_app = typer.Typer(help="The roster of persons who may release a payout (four eyes).")
+app.add_typer(approvers_app, name="approvers")
 console = Console()
 err_console = Console(stderr=True)
 DEBUG = {"on": os.environ.get("LTC_DEBUG", "") not in ("", "0")}
@@ -139,6 +141,64 @@ def audit_show(
     with session_scope() as s:
         for e in reversed(s.scalars(stmt).all()):
             typer.echo(f"{e.id}\t{e.at:%Y-%m-%d %H:%M:%S}\t{e.actor}\t{e.action}\t{e.subject}\t{e.detail}")
+
+
+@approvers_app.command("add")
+def approvers_add(
+    name: Annotated[str, typer.Argument(help="the name the approver types in the approval form")],
+    role: Annotated[str, typer.Option(help="their role, e.g. 基金财务科科长")],
+    notify_url: Annotated[
+        str | None,
+        typer.Option(
+            help="where their approval codes go: an apprise URL, env:NAME or block:NAME (default: the outbox)"
+        ),
+    ] = None,
+    language: Annotated[str, typer.Option(help="zh_CN or en")] = "zh_CN",
+) -> None:
+    """Add a person to the roster (or update them). Each payout that waits for approval sends them a one-time code."""
+    from storage.db import session_scope, upgrade
+    from tasks.approval import add_approver
+
+    if language not in ("zh_CN", "en"):
+        console.print(f"[red]language {language!r}: zh_CN or en[/]")
+        raise typer.Exit(2)
+    upgrade()
+    with session_scope() as s:
+        a = add_approver(s, name, role, notify_url, language)
+        console.print(f"approver {a.name} ({a.role}) on the roster")
+
+
+@approvers_app.command("list")
+def approvers_list(
+    all_: Annotated[bool, typer.Option("--all", help="also those removed")] = False,
+) -> None:
+    """The roster: name, role, channel (its scheme only), language, since."""
+    from storage.db import session_scope, upgrade
+    from tasks.approval import roster
+
+    upgrade()
+    table = Table(title="approvers")
+    for column in ("name", "role", "channel", "language", "since", "active"):
+        table.add_column(column)
+    with session_scope() as s:
+        for a in roster(s, active_only=not all_):
+            channel = (a.notify_url or "outbox").split(":", 1)[0]
+            table.add_row(a.name, a.role, channel, a.language, f"{a.added_at:%Y-%m-%d}", "yes" if a.active else "no")
+    console.print(table)
+
+
+@approvers_app.command("remove")
+def approvers_remove(name: Annotated[str, typer.Argument(help="the approver's name")]) -> None:
+    """Take a person off the roster; codes they hold can no longer release a payout."""
+    from storage.db import session_scope, upgrade
+    from tasks.approval import remove_approver
+
+    upgrade()
+    with session_scope() as s:
+        if not remove_approver(s, name):
+            console.print(f"[red]no approver {name!r} on the roster[/]")
+            raise typer.Exit(2)
+    console.print(f"{name} removed from the roster")
 
 
 def _safe_url(url: str) -> str:
@@ -430,11 +490,32 @@ def review_cmd() -> None:
 
 @app.command()
 def serve() -> None:
-    """Serve every flow as a deployment with the schedules of deployments/prefect.yaml, from this process, until
-    stopped (a Prefect server at PREFECT_API_URL keeps the schedules and runs)."""
+    """Serve every flow as a deployment with the schedules of deployments/prefect.yaml (or LTC_DEPLOYMENTS_FILE),
+    from this process, until stopped (a Prefect server at PREFECT_API_URL keeps the schedules and runs). With
+    LTC_OPS_NOTIFY_URL set, the operators' Automations are set up first (as `ltc automations` does)."""
     from deployments.serve import main as serve_all
 
+    if os.environ.get("LTC_OPS_NOTIFY_URL"):
+        automations()
     serve_all()
+
+
+@app.command()
+def automations() -> None:
+    """Create or update, on the Prefect server, the Automations of deployments/automations.yaml that notify the
+    operations channel (LTC_OPS_NOTIFY_URL) when a run fails or crashes, a scheduled billing or payment run is
+    late, or a payout waits for approval. Running it again creates nothing new."""
+    import asyncio
+
+    from deployments.automations import SetupError, set_up
+
+    try:
+        done = asyncio.run(set_up())
+    except SetupError as e:
+        err_console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from None
+    for name, what in done.items():
+        console.print(f"{name}: {what}")
 
 
 @app.command()

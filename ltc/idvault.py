@@ -88,6 +88,12 @@ def _keys(secret: bytes) -> tuple[AESGCM, bytes]:
     return AESGCM(enc), mac
 
 
+def derived_key(purpose: str) -> bytes:
+    """A key of its own for another use of the same secret (e.g. hashing approval codes), so that one backed-up
+    secret serves them all and none of them can be computed from another."""
+    return hmac.new(_secret(), f"ltc-claims {purpose}".encode(), hashlib.sha256).digest()
+
+
 def _current() -> tuple[AESGCM, bytes]:
     return _keys(_secret())
 

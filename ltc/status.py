@@ -10,6 +10,9 @@ from ltc.formatting import yuan
 from storage import models as m
 from storage.db import session_scope
 
+# The last approval event of a period as the status shows it.
+WAITING = {"codes_issued": "waiting for an approver"}
+
 
 def status(jurisdiction: str, period: str) -> list[tuple[str, Any]]:
     """(label, value) rows: applications waiting, assessments due, claims billed, batches, approvals, notices."""
@@ -65,7 +68,12 @@ def status(jurisdiction: str, period: str) -> list[tuple[str, Any]]:
         ("applications decided", apps.get("decided", 0)),
         (f"claim lines billed for {period}", f"{billed[0]} ({yuan(int(billed[1]))} yuan)"),
         (f"payment batches for {period}", f"{batches[0]} ({yuan(int(batches[1]))} yuan)"),
-        ("payout approval", decisions[-1] if decisions else ("none asked" if not batches[0] else "not required")),
+        (
+            "payout approval",
+            WAITING.get(decisions[-1], decisions[-1])
+            if decisions
+            else ("none asked" if not batches[0] else "not required"),
+        ),
         ("period closed", "yes" if closed is not None else "no"),
         ("notices pending", notices.get("pending", 0)),
         ("notices failed", notices.get("failed", 0)),

@@ -512,3 +512,37 @@ class WorkClaim(Base):
     work_key: Mapped[str] = mapped_column(String(160))
     holder: Mapped[str | None] = mapped_column(String(160))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Approver(Base):
+    """The roster of persons who may release a payout (`ltc approvers add|list|remove`). A person is removed by
+    marking them inactive, never deleted: the audit log and their codes keep naming them."""
+
+    __tablename__ = "approver"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # as typed in the approval form, lower case
+    display_name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(64))
+    notify_url: Mapped[str | None] = mapped_column(String(512))  # apprise URL, or env:NAME / block:NAME
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+    active: Mapped[bool] = mapped_column(default=True)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApprovalCode(Base):
+    """A one-time code that lets one approver decide one payout proposal of one run, until it expires with the
+    run's approval timeout. Only its keyed hash is kept; the code itself reached the approver and nowhere else."""
+
+    __tablename__ = "approval_code"
+    __table_args__ = (UniqueConstraint("flow_run_id", "proposal_sha256", "approver"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    jurisdiction: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    flow_run_id: Mapped[str] = mapped_column(String(64))
+    proposal_sha256: Mapped[str] = mapped_column(String(64))
+    approver: Mapped[str] = mapped_column(ForeignKey("approver.name"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # approve | reject | burned

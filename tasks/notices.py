@@ -100,6 +100,22 @@ CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
         "reason",
     ),
     "monthly_statement": ("person_name", "id_number", "period", "lines", "total_fen", "document", "draft"),
+    "payout_approval": (
+        "approver_name",
+        "approver",
+        "jurisdiction",
+        "period",
+        "payees",
+        "lines",
+        "total_fen",
+        "proposal_sha256",
+        "run_name",
+        "flow_run_id",
+        "run_url",
+        "code",
+        "expires_at",
+        "started_by",
+    ),
     "remittance_advice": (
         "provider_name",
         "period",
@@ -532,6 +548,15 @@ def footer(notice_id: int, dedupe_key: str, language: str) -> str:
     if _lang(language) == "en":
         return f"Notice no. {notice_id} (key {dedupe_key})"
     return f"通知编号：{notice_id}（查重键：{dedupe_key}）"
+
+
+def send_one(
+    notice_id: int, url: str, kind: str, recipient_id: str, subject: str, body: str, key: str, lang: str
+) -> str | None:
+    """Send one notice now, outside the outbox's queue (for a notice whose delivered text must not be kept in the
+    record, such as an approval code); None on success, else why it failed."""
+    text = f"{body.rstrip()}\n\n{footer(notice_id, key, lang)}\n"
+    return _send(delivery_url(url, notice_id, kind, recipient_id), subject, text)
 
 
 def _due(now: dt.datetime) -> Any:

@@ -125,6 +125,7 @@ def real_prefect_server(tmp_path: Path) -> Iterator[RealPrefectServer]:
         "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
+        "PREFECT_SERVER_LOGGING_LEVEL": "INFO",
     }
     env.pop("PREFECT_API_URL", None)
     log = home / "server.log"

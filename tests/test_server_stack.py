@@ -1,15 +1,20 @@
 """The production path, not the test harness: `prefect server start` on PostgreSQL, `ltc serve` registering the
 deployments of prefect.yaml (read by the same code, with schedules moved to the next minute), the server's own
 scheduler creating the runs, the served process executing them; billing publishes its report, notices go out,
-and the payment run pauses for approval and pays once released."""
+and the payment run pauses for approval and pays once released with an approver's code. The operators'
+Automations, set up twice, exist once each, and each fires once on the server: a payout waiting, a failed run,
+a scheduled run that did not start (its wait shortened in a copy of automations.yaml read by the same code)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,17 +22,21 @@ from uuid import UUID
 
 import pytest
 import yaml
-from conftest import RealPrefectServer, stop_process_group
+from conftest import RealPrefectServer, free_port, stop_process_group
 from sqlalchemy import func, select
+from test_approval import code_for
 
-from deployments.serve import PREFECT_YAML
+from deployments.automations import AUTOMATIONS_YAML
+from deployments.serve import PREFECT_YAML, deployments
 from flows.bill_month import bill_month
 from flows.naming import TIMEZONE, last_month
 from ltc.demo import DemoSize, month_files
 from ltc.pipeline import run_demo
 from ltc.settings import get_settings
+from rules.engine import RulesError
 from storage import models as m
 from storage.db import session_scope
+from tasks.approval import add_approver
 from tasks.intake import load_file
 from tasks.reports import artifact_key
 
@@ -61,6 +70,46 @@ def moved_deployments(tmp: Path, slugs: set[str], at: dt.datetime) -> Path:
                 sched["anchor_date"] = at.isoformat()
     assert moved == slugs
     path = tmp / "prefect.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+class Webhook:
+    """A JSON webhook on loopback, as an operations channel would be (apprise's json:// posts to it)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(json.loads(self.rfile.read(int(self.headers.get("content-length", 0)))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def titles(self, start: str) -> list[str]:
+        return [m["title"] for m in self.received if m["title"].startswith(start)]
+
+    def wait(self, start: str, timeout: float) -> list[str]:
+        deadline = time.time() + timeout
+        while time.time() < deadline and not self.titles(start):
+            time.sleep(0.5)
+        return self.titles(start)
+
+
+def shortened_automations(tmp: Path, seconds: int) -> Path:
+    doc = yaml.safe_load(AUTOMATIONS_YAML.read_text(encoding="utf-8"))
+    for item in doc["automations"]:
+        if "within_seconds" in item:
+            item["within_seconds"] = seconds
+    path = tmp / "automations.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -101,8 +150,9 @@ def batches(period: str) -> int:
         return s.scalar(select(func.count()).select_from(m.PaymentBatch).where(m.PaymentBatch.period == period)) or 0
 
 
+@pytest.mark.usefixtures("prefect_server")
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-def test_the_servers_scheduler_runs_billing_notices_and_a_payment_that_waits_for_approval(
+def test_the_servers_scheduler_runs_the_monthly_routine_and_operators_are_told_what_needs_them(
     backend: str, real_prefect_server: RealPrefectServer, tmp_path: Path
 ) -> None:
     from prefect.client.orchestration import get_client
@@ -110,26 +160,35 @@ def test_the_servers_scheduler_runs_billing_notices_and_a_payment_that_waits_for
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     period = last_month()  # what a scheduled run with no period bills and pays
-    with temporary_settings({PREFECT_API_URL: real_prefect_server.url}):
-        # The record: last month's care days billed, not yet paid (the month before paid in full).
-        run_demo("nanning", previous(period), 8, DemoSize(insured=200, applicants=30, providers=3, agencies=2))
-        month = month_files(get_settings().demo_dir / "nanning" / period, "nanning", period, 8)
-        load_file("care_days", month["care_days"])
-        bill_month("nanning", period)
+    # The record: last month's care days billed, not yet paid (the month before paid in full). Made through the
+    # test server, not the real one: the set-up's thousands of task-run events are not what this test is about.
+    run_demo("nanning", previous(period), 8, DemoSize(insured=200, applicants=30, providers=3, agencies=2))
+    month = month_files(get_settings().demo_dir / "nanning" / period, "nanning", period, 8)
+    load_file("care_days", month["care_days"])
+    bill_month("nanning", period)
+    with session_scope() as s:
+        add_approver(s, "li", "基金财务科科长", None)  # her codes go to the file outbox
     assert batches(period) == 0
 
     at = next_minute()
     moved = moved_deployments(
         tmp_path, {"nanning-bill-month", "nanning-pay-providers", "send-notices-every-5-minutes"}, at
     )
+    ops = Webhook()
     env = {
         **os.environ,
         **real_prefect_server.env,
         "LTC_DEPLOYMENTS_FILE": str(moved),
+        "LTC_AUTOMATIONS_FILE": str(shortened_automations(tmp_path, 15)),
+        "LTC_OPS_NOTIFY_URL": f"json://127.0.0.1:{ops.port}/ops",
         "LTC_ACTOR": "ops-wang",
         "LTC_APPROVAL_POLL_SECONDS": "1",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
     }
+    setup = subprocess.run(
+        [sys.executable, "-m", "ltc.cli", "automations"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert setup.returncode == 0 and setup.stdout.count(": created") == 3, setup.stdout + setup.stderr
     served_log = tmp_path / "serve.log"
     with served_log.open("wb") as out:
         served = subprocess.Popen(
@@ -154,13 +213,41 @@ def test_the_servers_scheduler_runs_billing_notices_and_a_payment_that_waits_for
             assert artifacts_of(client, bill.id) == [artifact_key("billing", "nanning", period)]
             assert artifact_key("payout-proposal", "nanning", period) in artifacts_of(client, pay.id)
             assert batches(period) == 0  # nothing is paid while the payout waits
+            got = ops.wait("【长护险】拨付待审批", 120)
+            assert got == [f"【长护险】拨付待审批：nanning {period}"]
 
-            resume_flow_run(pay.id, run_input={"decision": "approve", "approver": "li", "comment": "核对无误"})
+            code = code_for("li")
+            resume_flow_run(
+                pay.id, run_input={"decision": "approve", "approver": "li", "code": code, "comment": "核对无误"}
+            )
             paid = wait_for(client, "pay-providers", "COMPLETED", 120)
             assert paid.id == pay.id
             assert batches(period) > 0
             assert artifact_key("payment", "nanning", period) in artifacts_of(client, pay.id)
+
+            # `ltc serve` set the automations up again when it started: still one of each.
+            names = [a.name for a in client.read_automations()]
+            assert sorted(names) == ["ltc-flow-run-failed", "ltc-payout-waits-for-approval", "ltc-scheduled-run-late"]
     finally:
         stop_process_group(served)
+
+    with temporary_settings({PREFECT_API_URL: real_prefect_server.url}):
+        # A run that fails (started from the UI with a period outside the pack, say).
+        with pytest.raises(RulesError):
+            bill_month("nanning", "2029-07")
+        assert ops.wait("【长护险】流程运行", 60) == ["【长护险】流程运行Failed：bill nanning 2029-07"]
+        # A scheduled billing run that nothing starts (ltc serve is down).
+        bill_deployment = next(d for d in deployments(moved) if d.name == "bill-month")
+        late = None
+        with get_client(sync_client=True) as client:
+            from prefect.states import Scheduled
+
+            late = client.create_flow_run_from_deployment(
+                bill_deployment.apply(),
+                state=Scheduled(scheduled_time=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)),
+            )
+        assert ops.wait("【长护险】定时运行未按时开始", 120) == [f"【长护险】定时运行未按时开始：{late.name}"]
+    # Each automation fired once, for what it is about.
+    assert len(ops.received) == 3, [m["title"] for m in ops.received]
     log = real_prefect_server.log_text()
     assert not re.search(r"Traceback|InvalidRequestError|\| ERROR", log), log[-5000:]
