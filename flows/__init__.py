@@ -1,3 +1,3 @@
 """Prefect flows: each reads as a short script of task calls."""
 
-import ltc  # noqa: F401  (masks ID numbers in every log record)
+import common  # noqa: F401  (masks ID numbers in every log record)

@@ -12,8 +12,8 @@ from tasks.assessment_events import apply_events
 
 
 @flow(name="assessment-changes", flow_run_name="assessment changes {jurisdiction} {path}")
-def assessment_changes(path: str, jurisdiction: str) -> dict[str, Any]:
-    report = load("assessment_events", path)
+def assessment_changes(path: str, jurisdiction: str, encoding: str = "utf-8") -> dict[str, Any]:
+    report = load("assessment_events", path, encoding)
     outcomes = apply_events(jurisdiction)
     scheduled = schedule_assessments(jurisdiction)
     return {"intake": report, "outcomes": outcomes, "scheduling": scheduled}

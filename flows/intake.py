@@ -12,13 +12,14 @@ from tasks.intake import describe_errors, load_file
 
 
 @task(cache_policy=NO_CACHE, task_run_name="load {kind}")
-def load(kind: str, path: str) -> dict[str, Any]:
-    report = load_file(kind, Path(path))
+def load(kind: str, path: str, encoding: str = "utf-8") -> dict[str, Any]:
+    report = load_file(kind, Path(path), encoding)
     if report.errors:
         get_run_logger().warning("%s rows quarantined:\n%s", report.quarantined, describe_errors(report))
     return report.__dict__
 
 
 @flow(name="intake", flow_run_name="intake {kind} {path}")
-def intake(kind: str, path: str) -> dict[str, Any]:
-    return load(kind, path)
+def intake(kind: str, path: str, encoding: str = "utf-8") -> dict[str, Any]:
+    """`encoding`: `utf-8` (the default; a UTF-8 byte-order mark is accepted) or `gb18030` (also GBK files)."""
+    return load(kind, path, encoding)

@@ -11,8 +11,10 @@ from tasks.reconcile import reconcile
 
 
 @flow(name="reconcile-payments", flow_run_name="reconcile {jurisdiction} {period}")
-def reconcile_payments(jurisdiction: str, period: str, bank_return: str | None = None) -> dict[str, Any]:
-    loaded = load("bank_returns", bank_return) if bank_return else None
+def reconcile_payments(
+    jurisdiction: str, period: str, bank_return: str | None = None, encoding: str = "utf-8"
+) -> dict[str, Any]:
+    loaded = load("bank_returns", bank_return, encoding) if bank_return else None
     result = reconcile(jurisdiction, period)
     for b in result["breaks"]:
         get_run_logger().warning("break %s %s: %s", b["kind"], b["batch_ref"], b["detail"])

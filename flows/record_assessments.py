@@ -11,7 +11,7 @@ from tasks.assessment_fees import charge_assessment_fees
 
 
 @flow(name="record-assessments", flow_run_name="record results {path}")
-def record_assessments(path: str, jurisdiction: str = "nanning") -> dict[str, Any]:
-    report = load("assessment_results", path)
+def record_assessments(path: str, jurisdiction: str = "nanning", encoding: str = "utf-8") -> dict[str, Any]:
+    report = load("assessment_results", path, encoding)
     report["fees_charged"] = charge_assessment_fees(jurisdiction)
     return report

@@ -1,5 +1,3 @@
-"""ltc-claims: the claims side of long-term care insurance."""
+"""ltc-claims: the command line (`ltc`), the top floor. Nothing else in the project imports it."""
 
-from ltc.privacy import install_log_masking
-
-install_log_masking()
+import common  # noqa: F401  (masks ID numbers in every log record)

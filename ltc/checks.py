@@ -4,7 +4,6 @@ mistyped period is answered in a moment, not after a server has started and a ta
 
 from __future__ import annotations
 
-import codecs
 import csv
 import datetime as dt
 import io
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from rules.engine import load_pack, period_bounds, period_start
 from rules.errors import UserError
+from rules.inputs import PERIODS
 
 # Flows whose periods may be a year (contributions of a yearly pack).
 YEARLY_OK = {"contributions"}
@@ -24,11 +24,21 @@ def pack(jurisdiction: str) -> None:
 
 
 def period(value: str, jurisdiction: str, flow: str = "") -> str:
-    """A period the pack is in force for: `YYYY-MM` (or `YYYY` where the flow takes a year)."""
+    """A period the pack is in force for: `YYYY-MM`, or for contributions the pack's own periods (its pack.yaml
+    `period`: months, years or both; both where it does not say)."""
+    from rules.packinfo import periods
+
     p = load_pack(jurisdiction)
-    if flow in YEARLY_OK and len(value) == 4:
-        p.check_date(period_start(value))
-        return value
+    if flow in YEARLY_OK:
+        allowed = periods(jurisdiction) or ("month", "year")
+        kind = "year" if len(value) == 4 else "month"
+        if kind not in allowed:
+            form = " or ".join(PERIODS[a] for a in allowed)
+            raise UserError(f"pack {jurisdiction} takes contributions by the {allowed[0]}: {value!r} is not {form}")
+        if kind == "year":  # in force on the year's first day, or the pack's own first day in that year
+            start = period_start(value, p)  # RulesError: not YYYY
+            p.check_date(start if start.year == int(value) else dt.date(int(value), 12, 31))
+            return value
     period_bounds(value)  # RulesError: not of the form YYYY-MM
     p.check_period(value)  # RulesError: outside the pack, with its dates
     return value
@@ -41,41 +51,33 @@ def day(value: str, option: str = "--as-of") -> dt.date:
         raise UserError(f"{option} {value!r} is not a date of the form YYYY-MM-DD") from None
 
 
-def inbound_file(kind: str, path: Path, encoding: str = "utf-8") -> None:
-    """An inbound file that can be read as it is: it exists, is not empty, decodes in its encoding from the first
-    byte to the last, and its header has every column the kind requires."""
+def inbound_file(kind: str, path: Path, encoding: str = "utf-8") -> str:
+    """An inbound file that can be read as it is: it exists, is not empty, decodes in its encoding (the one its
+    byte-order mark names, else `encoding`) from the first byte to the last, and its header has every column the
+    kind requires. Returns the encoding it is read in."""
+    from common import inbound_text
     from tasks.schemas import INBOUND
 
     if kind not in INBOUND:
         raise UserError(f"unknown kind {kind!r}; one of {', '.join(INBOUND)}")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    head = ""
-    offset = 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            try:
-                text = decoder.decode(chunk)
-            except UnicodeDecodeError as e:
-                raise UserError(
-                    f"{path}: not {encoding} at byte {offset + e.start}; if the file was saved as GBK/GB18030 "
-                    f"(Excel on a Chinese system), save it as UTF-8 first"
-                ) from None
-            if len(head) < CHUNK:
-                head += text
-            offset += len(chunk)
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: not {encoding}: the file ends inside a character") from None
-    head = head.lstrip("\ufeff")
-    if not head.strip():
+    used = inbound_text.encoding_of(path, encoding)
+    if inbound_text.is_blank(path):
         raise UserError(f"{path}: the file is empty; nothing was loaded")
+    hint = {
+        "utf-8": "saved as GBK/GB18030 (Excel on a Chinese system)? load it with --encoding gb18030",
+        "gb18030": "not a GB18030 file? leave out --encoding gb18030 (UTF-8 is the default)",
+    }[used]
+    head = ""
+    for text in inbound_text.decoded(path, used, hint):
+        if len(head) < CHUNK:
+            head += text
     header = [h.strip() for h in next(csv.reader(io.StringIO(head.splitlines()[0])), [])]
     missing = [c.header for c in INBOUND[kind].columns if c.required and c.header not in header]
     if missing:
         raise UserError(f"{path}: header lacks required column(s) {', '.join(missing)} for {kind}")
+    return used
 
 
 class QuietUserErrors(logging.Filter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -69,7 +70,7 @@ FLOWS = [
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema."""
-    from ltc.settings import get_settings
+    from common.settings import get_settings
     from storage.db import upgrade
 
     upgrade()
@@ -98,7 +99,7 @@ def ledger_balance(
     period: Annotated[str | None, typer.Option(help="YYYY-MM; all periods if omitted")] = None,
 ) -> None:
     """Each account's balance (debits minus credits), in yuan."""
-    from ltc.formatting import yuan
+    from common.formatting import yuan
     from storage.db import session_scope, upgrade
     from tasks import ledger
 
@@ -209,6 +210,12 @@ def _safe_url(url: str) -> str:
     return url
 
 
+ENCODING_HELP = (
+    "the file's encoding: utf-8 (a byte-order mark is accepted) or gb18030 (as Excel on a Chinese system saves "
+    "CSV; GBK files too)"
+)
+
+
 @app.command()
 def load(
     kind: Annotated[
@@ -218,12 +225,13 @@ def load(
             "assessment_results, assessment_events, care_days or hospital_stays"
         ),
     ],
-    file: Annotated[Path, typer.Argument(help="UTF-8 CSV with a header")],
+    file: Annotated[Path, typer.Argument(help="CSV with a header")],
+    encoding: Annotated[str, typer.Option(help=ENCODING_HELP)] = "utf-8",
 ) -> None:
     """Load an inbound file. Exit 0: clean; 1: some rows quarantined; 2: the file could not be loaded."""
     from ltc import checks
 
-    checks.inbound_file(kind, file)
+    encoding = checks.inbound_file(kind, file, encoding)
     from flows.intake import intake
     from storage.db import upgrade
     from tasks.intake import IntakeError
@@ -232,7 +240,7 @@ def load(
     _quiet_flows()
     try:
         with console.status(f"loading {kind} from {file.name}: parse, validate, write"):
-            report = intake(kind, str(file))
+            report = intake(kind, str(file), encoding)
     except IntakeError as e:
         console.print(f"[red]failed:[/] {e}")
         raise typer.Exit(2) from None
@@ -254,15 +262,18 @@ def run(
     file: Annotated[
         str | None, typer.Option(help="inbound file (intake, record_assessments, reconcile_payments: bank return)")
     ] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help=ENCODING_HELP + "; for intake_inbox, of every file whose name states none")
+    ] = None,
 ) -> None:
     """Run one flow through Prefect."""
     from storage.db import upgrade
 
-    _check_run(flow, period, as_of, jurisdiction, kind, file)
+    encoding = _check_run(flow, period, as_of, jurisdiction, kind, file, encoding)
     upgrade()
     _quiet_flows()
     with console.status(f"running {flow} ({jurisdiction}{' ' + period if period else ''})"):
-        result = _run_flow(flow, period, as_of, jurisdiction, kind, file)
+        result = _run_flow(flow, period, as_of, jurisdiction, kind, file, encoding)
     console.print_json(json.dumps(result, ensure_ascii=False, default=str))
 
 
@@ -283,10 +294,18 @@ PERIOD_FLOWS = {
 
 
 def _check_run(
-    flow: str, period: str | None, as_of: str | None, jurisdiction: str, kind: str | None, file: str | None
-) -> None:
-    """Everything a person typed, checked before any flow starts."""
+    flow: str,
+    period: str | None,
+    as_of: str | None,
+    jurisdiction: str,
+    kind: str | None,
+    file: str | None,
+    encoding: str | None = None,
+) -> str:
+    """Everything a person typed, checked before any flow starts. Returns the encoding to read the file in."""
+    from common.inbound_text import encoding_name
     from ltc import checks
+    from rules.errors import UserError
 
     if flow not in FLOWS:
         console.print(f"[red]unknown flow {flow}[/]; one of {', '.join(FLOWS)}")
@@ -296,19 +315,39 @@ def _check_run(
         checks.period(_need(period, "period", flow), jurisdiction, flow)
     if flow in ("send_reminders", "decide_eligibility"):
         checks.day(_need(as_of, "as-of", flow))
+    stated = encoding_name(encoding or "utf-8")
+    if encoding is not None and flow not in ("intake", "intake_inbox", *FILE_KINDS):
+        raise UserError(f"{flow} reads no file: --encoding is for intake, intake_inbox and {', '.join(FILE_KINDS)}")
     if flow == "intake":
-        checks.inbound_file(_need(kind, "kind", flow), Path(_need(file, "file", flow)))
-    elif flow in FILE_KINDS and (file or flow != "reconcile_payments"):
-        checks.inbound_file(FILE_KINDS[flow], Path(_need(file, "file", flow)))
+        return checks.inbound_file(_need(kind, "kind", flow), Path(_need(file, "file", flow)), stated)
+    if flow in FILE_KINDS and (file or flow != "reconcile_payments"):
+        return checks.inbound_file(FILE_KINDS[flow], Path(_need(file, "file", flow)), stated)
+    return stated
+
+
+# Settings the flows of this command run under, held until the process ends.
+_FLOW_SETTINGS = contextlib.ExitStack()
 
 
 def _quiet_flows() -> None:
-    """Prefect's console reports of a person's error are left to the command's own one line (not with --debug)."""
+    """Prefect's console reports of a person's error are left to the command's own one line (not with --debug).
+
+    Flow runs against the local server started for this command (no PREFECT_API_URL) send no heartbeats: the
+    server ends with the command, so nothing could tell a crashed run by them, and Prefect joins the heartbeat
+    thread for up to a second at the end of every flow run (the demo runs seventeen). Against an operator's server
+    they are sent as Prefect's settings say, so that the server can tell a run that crashed."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if not PREFECT_API_URL.value():
+        _FLOW_SETTINGS.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
     if not DEBUG["on"]:
-        import prefect  # noqa: F401  (installs Prefect's console handler)
+        # Prefect installs its console handler when its logging is set up, which `import prefect` alone does not
+        # do (only the first import of a flow would, after this): set it up first, then filter it.
+        from prefect.logging.configuration import ensure_logging_setup
 
         from ltc.checks import quiet_user_errors_on_the_console
 
+        ensure_logging_setup()
         quiet_user_errors_on_the_console()
 
 
@@ -320,16 +359,24 @@ def _need(value: str | None, name: str, flow: str) -> str:
 
 
 def _run_flow(
-    flow: str, period: str | None, as_of: str | None, jurisdiction: str, kind: str | None, file: str | None
+    flow: str,
+    period: str | None,
+    as_of: str | None,
+    jurisdiction: str,
+    kind: str | None,
+    file: str | None,
+    encoding: str = "utf-8",
 ) -> Any:
     if flow == "intake_inbox":
-        from flows.intake_inbox import intake_inbox
+        from flows.intake_inbox import ORDER, intake_inbox
 
-        return intake_inbox(jurisdiction, file)
+        return intake_inbox(
+            jurisdiction, file, encodings=dict.fromkeys(ORDER, encoding) if encoding != "utf-8" else None
+        )
     if flow == "intake":
         from flows.intake import intake
 
-        return intake(_need(kind, "kind", flow), _need(file, "file", flow))
+        return intake(_need(kind, "kind", flow), _need(file, "file", flow), encoding)
     if flow == "contributions":
         from flows.contributions import contributions
 
@@ -341,11 +388,11 @@ def _run_flow(
     if flow == "record_assessments":
         from flows.record_assessments import record_assessments
 
-        return record_assessments(_need(file, "file", flow), jurisdiction)
+        return record_assessments(_need(file, "file", flow), jurisdiction, encoding)
     if flow == "assessment_changes":
         from flows.assessment_changes import assessment_changes
 
-        return assessment_changes(_need(file, "file", flow), jurisdiction)
+        return assessment_changes(_need(file, "file", flow), jurisdiction, encoding)
     if flow == "send_reminders":
         from flows.send_reminders import send_reminders
 
@@ -369,7 +416,7 @@ def _run_flow(
     if flow == "reconcile_payments":
         from flows.reconcile_payments import reconcile_payments
 
-        return reconcile_payments(jurisdiction, _need(period, "period", flow), file)
+        return reconcile_payments(jurisdiction, _need(period, "period", flow), file, encoding)
     if flow == "send_notices":
         from flows.send_notices import send_notices
 
@@ -443,8 +490,8 @@ def report_fund(
 ) -> None:
     """A self-contained HTML fund report with charts: contributions and benefits by month, spending by care mode
     and grade, beneficiaries, assessment and agency costs against the pack's ceiling, months of reserve."""
+    from common.settings import get_settings
     from ltc.fund_report import write_fund_report
-    from ltc.settings import get_settings
 
     target = out or get_settings().home / "reports" / f"fund-{jurisdiction}-{period}.html"
     console.print(f"wrote {write_fund_report(jurisdiction, period, target)}")

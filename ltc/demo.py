@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import select
 
-from ltc.formatting import yuan
+from common.formatting import yuan
 from rules.engine import Pack, load_pack, period_bounds, period_start
 from rules.formulas import resolve
 from rules.inputs import SCHEMAS

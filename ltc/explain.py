@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ltc.formatting import mask_id, yuan
+from common.formatting import mask_id, yuan
 from rules.engine import load_pack, reasons
 from storage import models as m
 from storage.db import session_scope
@@ -16,6 +16,12 @@ from tasks import audit
 def _cite(c: dict[str, Any]) -> str:
     flag = "" if c["source"] == "document" else f"  [{c['source']}]"
     return f"{c['parameter']} = {c['value']} {c['unit']} (from {c['from']}; {c['reference']}){flag}"
+
+
+def _dates(r: dict[str, Any]) -> str:
+    """A range of dates not paid: `2026-03-10 to 2026-03-14 (5 days)`, or one day: `2026-03-20 (1 day)`."""
+    days = f"{r['days']} day{'s' if r['days'] != 1 else ''}"
+    return f"{r['from']} ({days})" if r["from"] == r["to"] else f"{r['from']} to {r['to']} ({days})"
 
 
 def explain(person_id: str, period: str | None = None) -> str:
@@ -55,6 +61,10 @@ def explain(person_id: str, period: str | None = None) -> str:
             for code, days in sorted(c.exclusions.items()):
                 why = catalogue.get(code, {"zh": code, "clause": "?"})
                 lines.append(f"  {days} day(s) not paid, {code}: {why['zh']} ({why['clause']})")
+                ranges = [r for r in c.excluded_ranges or [] if r["reason"] == code]
+                lines.extend(f"    {_dates(r)}" for r in ranges)
+                if not ranges:
+                    lines.append("    (dates not kept: the line was billed before claim lines kept them)")
             if c.over_cap_fen:
                 lines.append(f"  {yuan(c.over_cap_fen)} above a quota or cap is not paid by the fund")
             for r in c.rules:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ltc.formatting import mask_id
+from common.formatting import mask_id
 from storage import models as m
 from storage.db import session_scope
 from tasks import audit
@@ -45,13 +45,12 @@ def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[l
                 "over_cap_fen",
                 "policy_draft",
                 "exclusions",
+                "excluded_ranges",
                 "rules",
             ]
+            nested = ("exclusions", "excluded_ranges", "rules")
             return header, [
-                [
-                    getattr(c, h) if h not in ("exclusions", "rules") else json.dumps(getattr(c, h), ensure_ascii=False)
-                    for h in header
-                ]
+                [getattr(c, h) if h not in nested else json.dumps(getattr(c, h), ensure_ascii=False) for h in header]
                 for c in s.scalars(stmt)
             ]
         if kind == "payments":

@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import func, select
 
-from ltc.formatting import yuan
+from common.formatting import yuan
 from rules.engine import RulesError, load_pack, period_bounds
 from storage import models as m
 from storage.db import session_scope

@@ -9,14 +9,14 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import func, select
 
+from common.formatting import yuan
+from common.settings import get_settings
 from flows.decide_eligibility import decide_eligibility
 from flows.intake import intake
 from flows.monthly_cycle import monthly_cycle
 from flows.record_assessments import record_assessments
 from flows.schedule_assessments import schedule_assessments
 from ltc.demo import PROFILES, DemoSize, month_files, registry_files, results_file
-from ltc.formatting import yuan
-from ltc.settings import get_settings
 from rules.engine import PACKS_DIR, load_pack, overrides_dir, period_bounds
 from storage import models as m
 from storage.db import session_scope, upgrade

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ltc.formatting import yuan
+from common.formatting import yuan
 from storage import models as m
 from storage.db import session_scope
 

@@ -5,14 +5,17 @@ clause. `run_case` builds the frames, runs the pack's formula on them and return
 
 Case keys: `name` (clause first), `formula` (contributions_due | eligibility | bill | assessment_fees), `period`
 (bill, contributions_due; `YYYY` for a yearly pack's dues), `date` (assessment_fees), `input` (frames by
-name, see `rules.inputs.SCHEMAS`; care rows may give `dates: A..B` for a run of days), and either `output`
+name, see `rules.inputs.SCHEMAS`; care rows may give `dates: A..B` for a run of days, contribution rows
+`periods: A..B` for a run of months or years), and either `output`
 (rows; each expected row must match one produced row on the keys it gives, and the counts must agree) or
 `error` (a regular expression the RulesError must match). `overrides` (optional) maps parameter names to
-values supplied by an operator for the case.
+values supplied by an operator for the case; `pack.valid_from` and `pack.valid_to` among them set the pack's dates of
+effect, as an operator's override file does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,17 @@ from typing import Any
 import polars as pl
 import yaml
 
-from rules.engine import PACKS_DIR, DatedValue, Pack, Parameter, load_pack, period_start
+from rules.engine import (
+    DATES_OF_EFFECT,
+    PACKS_DIR,
+    VALID_FROM,
+    DatedValue,
+    Pack,
+    Parameter,
+    load_pack,
+    pack_with,
+    period_start,
+)
 from rules.formulas import resolve
 from rules.inputs import SCHEMAS
 
@@ -70,6 +83,19 @@ def _expand_dates(row: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**base, "care_date": lo + dt.timedelta(days=i)} for i in range((hi - lo).days + 1)]
 
 
+def _expand_periods(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A contribution row with `periods: 2027-01..2028-12` (months) or `2027..2030` (years): one row per period,
+    each with the same amounts and payment date."""
+    if "periods" not in row:
+        return [row]
+    lo, hi = str(row["periods"]).split("..")
+    base = {k: v for k, v in row.items() if k != "periods"}
+    if len(lo) == 4:
+        return [{**base, "period": str(y)} for y in range(int(lo), int(hi) + 1)]
+    first, last = (int(x[:4]) * 12 + int(x[5:7]) - 1 for x in (lo, hi))
+    return [{**base, "period": f"{i // 12}-{i % 12 + 1:02d}"} for i in range(first, last + 1)]
+
+
 def _coerce(value: Any, dtype: Any) -> Any:
     if value is not None and dtype == pl.Date and not isinstance(value, dt.date):
         return dt.date.fromisoformat(str(value))
@@ -82,8 +108,9 @@ def frame(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
     schema = SCHEMAS[name]
     full = []
     for row in rows:
-        for r in _expand_dates(row) if name == "care" else [row]:
-            unknown = set(r) - set(schema) - {"dates"}
+        expand = {"care": _expand_dates, "contributions": _expand_periods}.get(name)
+        for r in expand(row) if expand else [row]:
+            unknown = set(r) - set(schema)
             if unknown:
                 raise ValueError(f"{name} has no column(s) {', '.join(sorted(unknown))}")
             merged = {**DEFAULTS.get(name, {}), **r}
@@ -106,19 +133,31 @@ def build_inputs(case: dict[str, Any]) -> dict[str, pl.DataFrame]:
     return {name: frame(name, rows[name]) for name in SCHEMAS}
 
 
-def _with_overrides(pack: Pack, overrides: dict[str, Any]) -> Pack:
+CASE_REFERENCE = "worked case: value supplied by the operator"
+
+
+def _with_overrides(pack_id: str, overrides: dict[str, Any]) -> Pack:
+    """The pack with the case's operator values: a date of effect as an override file sets it (the pack's own values
+    are then in force from it), every other value in force from the date of effect on, in place of the pack's."""
+    start = overrides.get(VALID_FROM) or load_pack(pack_id).valid_from
+    dates = {
+        name: {"values": {start: {"value": value, "reference": CASE_REFERENCE, "source": "operator"}}}
+        for name, value in overrides.items()
+        if name in DATES_OF_EFFECT
+    }
+    pack = pack_with(pack_id, dates, "case") if dates else load_pack(pack_id)
     params = dict(pack.parameters)
     for name, value in overrides.items():
+        if name in DATES_OF_EFFECT:
+            continue
         p = pack.param(name)
-        entry = DatedValue(pack.valid_from, value, "worked case: value supplied by the operator", "operator")
+        entry = DatedValue(pack.valid_from, value, CASE_REFERENCE, "operator")
         params[name] = Parameter(name, p.description, p.unit, (entry,), p.set_by)
-    return Pack(pack.id, pack.name, pack.document, pack.valid_from, pack.valid_to, pack.draft, params, ("case",))
+    return dataclasses.replace(pack, parameters=params, overrides=("case",))
 
 
 def run_case(pack_id: str, case: dict[str, Any]) -> list[dict[str, Any]]:
-    pack = load_pack(pack_id)
-    if case.get("overrides"):
-        pack = _with_overrides(pack, case["overrides"])
+    pack = _with_overrides(pack_id, case["overrides"]) if case.get("overrides") else load_pack(pack_id)
     inputs = build_inputs(case)
     name = case["formula"]
     if name == "bill":
@@ -147,6 +186,8 @@ def run_case(pack_id: str, case: dict[str, Any]) -> list[dict[str, Any]]:
     for r in rows:
         if "exclusions" in r:
             r["exclusions"] = {e["reason"]: e["days"] for e in r["exclusions"]}
+        if "excluded_ranges" in r:
+            r["excluded_ranges"] = _plain(r["excluded_ranges"])
     return rows
 
 
@@ -158,16 +199,19 @@ def load_cases(pack_id: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """Dates as YYYY-MM-DD, in lists and mappings too (a case's excluded ranges)."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def matches(expected: dict[str, Any], actual: dict[str, Any]) -> bool:
-    for k, v in expected.items():
-        a = actual.get(k)
-        if isinstance(a, dt.date):
-            a = a.isoformat()
-        if isinstance(v, dt.date):
-            v = v.isoformat()
-        if a != v:
-            return False
-    return True
+    return all(_plain(actual.get(k)) == _plain(v) for k, v in expected.items())
 
 
 def case_files() -> list[Path]:

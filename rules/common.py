@@ -15,7 +15,8 @@ import polars as pl
 from rules.engine import Pack
 from rules.inputs import OUTPUT_CLAIMS, PAYERS
 
-EXCLUSION = pl.List(pl.Struct({"reason": pl.Utf8, "days": pl.Int64}))
+EXCLUSION = OUTPUT_CLAIMS["exclusions"]
+EXCLUDED_RANGES = OUTPUT_CLAIMS["excluded_ranges"]
 
 
 def ratio(value: Any) -> tuple[int, int]:
@@ -243,10 +244,28 @@ LINE_KEYS = ["person_id", "provider_id", "care_mode"]
 GRADE_SLOTS = 16  # disability grades are 0-5 (医保办发〔2021〕37号); room to spare
 
 
+def excluded_ranges(days: pl.LazyFrame) -> pl.LazyFrame:
+    """Per claim line, its days not paid as ranges: each run of consecutive care dates with one reason is one
+    {reason, from, to, days}, in date order. One sort and a comparison with the row before: where the line or the
+    reason changes, or a date is more than a day after the one before, a new range begins."""
+    keys = [*LINE_KEYS, "reason"]
+    excluded = days.filter(pl.col("reason").is_not_null()).select(*keys, "care_date").unique().sort(*keys, "care_date")
+    same = pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in keys])
+    next_day = pl.col("care_date") == pl.col("care_date").shift(1) + pl.duration(days=1)
+    return (
+        excluded.with_columns(_range=(~(same & next_day).fill_null(False)).cum_sum())
+        .group_by(*keys, "_range")
+        .agg(pl.col("care_date").min().alias("from"), pl.col("care_date").max().alias("to"), days=pl.len())
+        .sort(*LINE_KEYS, "from")
+        .group_by(LINE_KEYS, maintain_order=True)
+        .agg(excluded_ranges=pl.struct("reason", "from", "to", pl.col("days").cast(pl.Int64)))
+    )
+
+
 def claim_lines(days: pl.DataFrame) -> pl.DataFrame:
     """Claim lines from day rows that carry `reason` and `day_gross_fen` (0 on days not paid): one per person,
-    provider and mode, with days, submitted and gross amounts, grade (on the line's last day with one) and the
-    excluded days by reason."""
+    provider and mode, with days, submitted and gross amounts, grade (on the line's last day with one), the
+    excluded days by reason and the excluded dates as ranges with their reason (`excluded_ranges`)."""
     paid = pl.col("reason").is_null()
     if days["grade"].drop_nulls().is_between(0, GRADE_SLOTS - 1).not_().any():
         raise ValueError(f"a disability grade outside 0..{GRADE_SLOTS - 1}")
@@ -276,7 +295,11 @@ def claim_lines(days: pl.DataFrame) -> pl.DataFrame:
         .with_columns(grade=(pl.col("_dated_grade") % GRADE_SLOTS).cast(days.schema["grade"]))
         .drop("_dated_grade")
         .join(exclusions, on=LINE_KEYS, how="left")
-        .with_columns(pl.col("exclusions").fill_null(pl.lit([], dtype=EXCLUSION)))
+        .join(excluded_ranges(days.lazy()), on=LINE_KEYS, how="left")
+        .with_columns(
+            pl.col("exclusions").fill_null(pl.lit([], dtype=EXCLUSION)),
+            pl.col("excluded_ranges").fill_null(pl.lit([], dtype=EXCLUDED_RANGES)),
+        )
         .collect()
     )
 

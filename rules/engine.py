@@ -5,6 +5,12 @@ A parameter file holds nested nodes; a node with `values` is a parameter, named 
 `billing.institutional_daily_rate.grade_5`. Each value is dated and carries its `reference` (document and
 clause) and its `source` (`document` or `assumption`). A change of policy is a new dated entry, never an edit.
 
+A pack's dates of effect are parameters too: `pack.valid_from` and `pack.valid_to` (`open` when the pack has no end),
+from `pack.yaml` (`valid_from`, `valid_to`, `validity_reference`, and `validity_source`, `document` unless given). An
+operator sets them like any other value, in the override file. Entries written on the pack's own date of effect (the
+`valid_from` of `pack.yaml`) are the values the pack starts with: when an operator sets an earlier date of effect, they
+are in force from that date (an area that already runs the scheme applies the pack's rules from the day it says).
+
 This module imports neither Prefect nor the database: it is the part a policy expert reads.
 """
 
@@ -31,6 +37,9 @@ YEAR = re.compile(r"\d{4}")
 MONEY_UNITS = {"yuan", "yuan/day", "yuan/month", "yuan/year", "yuan/assessment"}
 SOURCES = ("document", "assumption", "operator")
 OVERRIDES_ENV = "LTC_RULES_OVERRIDES"
+VALID_FROM, VALID_TO = "pack.valid_from", "pack.valid_to"
+DATES_OF_EFFECT = (VALID_FROM, VALID_TO)
+OPEN = "open"
 
 
 class RulesError(UserError):
@@ -221,26 +230,19 @@ def load_pack(pack_id: str) -> Pack:
     return _load_pack(pack_id, str(override) if override and override.exists() else None)
 
 
-def _apply_override(params: dict[str, Parameter], path: Path) -> None:
-    """An override file maps parameter names to dated values, as in a pack; its entries win on their dates."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    for name, node in data.items():
-        found: dict[str, Parameter] = {}
-        _walk(node, name, found, path)
-        new = found[name]
-        if name in params:
-            old = params[name]
-            dates = {v.start for v in new.values}
-            merged = tuple(
-                sorted([v for v in old.values if v.start not in dates] + list(new.values), key=lambda v: v.start)
-            )
-            params[name] = Parameter(name, old.description, old.unit, merged, old.set_by)
-        else:
-            raise RulesError(f"{path}: pack has no parameter {name} to override")
+def pack_with(pack_id: str, values: dict[str, Any], where: str) -> Pack:
+    """The pack with the operator's values in `values` (the format of an override file) applied; `where` names
+    their source in errors and in `Pack.overrides`."""
+    return _build_pack(pack_id, values, where)
 
 
 @functools.cache
 def _load_pack(pack_id: str, override: str | None) -> Pack:
+    data = (yaml.safe_load(Path(override).read_text(encoding="utf-8")) or {}) if override else {}
+    return _build_pack(pack_id, data, override)
+
+
+def _build_pack(pack_id: str, overrides: dict[str, Any], where: str | None) -> Pack:
     folder = PACKS_DIR / pack_id
     meta_file = folder / "pack.yaml"
     if not meta_file.exists():
@@ -249,18 +251,98 @@ def _load_pack(pack_id: str, override: str | None) -> Pack:
     params: dict[str, Parameter] = {}
     for f in sorted((folder / "parameters").glob("*.yaml")):
         _walk(yaml.safe_load(f.read_text(encoding="utf-8")), f.stem, params, f)
-    if override:
-        _apply_override(params, Path(override))
+    written_from = _as_date(meta["valid_from"])
+    params.update(_dates_of_effect(meta, written_from))
+    if overrides:
+        params = _apply_override(params, written_from, overrides, Path(where or "overrides"))
+    start, end = params[VALID_FROM].values[0].value, params[VALID_TO].values[0].value
+    if end != OPEN and end < start:
+        raise RulesError(f"pack {pack_id}: {VALID_TO} {end} is before {VALID_FROM} {start}")
     return Pack(
         id=pack_id,
         name=meta["name"],
         document=meta["document"],
-        valid_from=_as_date(meta["valid_from"]),
-        valid_to=_as_date(meta["valid_to"]) if meta.get("valid_to") else None,
+        valid_from=start,
+        valid_to=None if end == OPEN else end,
         draft=bool(meta.get("draft", False)),
         parameters=params,
-        overrides=(override,) if override else (),
+        overrides=(where,) if where else (),
     )
+
+
+def _dates_of_effect(meta: dict[str, Any], start: dt.date) -> dict[str, Parameter]:
+    """`pack.valid_from` and `pack.valid_to` from `pack.yaml`, each one entry dated on the date of effect."""
+    reference = " ".join(str(meta.get("validity_reference") or meta["document"]).split())
+    source = str(meta.get("validity_source", "document"))
+    if source not in SOURCES:
+        raise RulesError(f"{meta['name']}: validity_source must be one of {', '.join(SOURCES)}")
+    end = _as_date(meta["valid_to"]) if meta.get("valid_to") else OPEN
+    return {
+        VALID_FROM: Parameter(VALID_FROM, DATE_OF_EFFECT_TEXT, "date", (DatedValue(start, start, reference, source),)),
+        VALID_TO: Parameter(VALID_TO, END_OF_EFFECT_TEXT, "date", (DatedValue(start, end, reference, source),)),
+    }
+
+
+DATE_OF_EFFECT_TEXT = "施行日期 (the first day the pack's rules apply; an operator may set it)"
+END_OF_EFFECT_TEXT = "有效期至 (the last day the pack's rules apply; open: no end date; an operator may set it)"
+
+
+def _date_of_effect(p: Parameter, where: Path) -> Any:
+    """The one value an override gives a date of effect: a date, or `open` (also empty) for `pack.valid_to`."""
+    value = p.values[-1].value
+    if value in (None, OPEN) and p.name == VALID_TO:
+        return OPEN
+    try:
+        return _as_date(value)
+    except ValueError:
+        raise RulesError(f"{where}: {p.name} must be a date{' or open' if p.name == VALID_TO else ''}") from None
+
+
+def _apply_override(
+    params: dict[str, Parameter], written_from: dt.date, data: dict[str, Any], where: Path
+) -> dict[str, Parameter]:
+    """An override maps parameter names to dated values, as in a pack; its entries win on their dates.
+
+    A date of effect (`pack.valid_from`, `pack.valid_to`) has one value: the override's (its last entry) replaces
+    the pack's. When it moves the start before the pack's own date of effect, the pack's entries written on that date
+    are in force from the new start."""
+    given: dict[str, Parameter] = {}
+    for name, node in data.items():
+        if name not in params:
+            raise RulesError(f"{where}: pack has no parameter {name} to override")
+        found: dict[str, Parameter] = {}
+        _walk(node, name, found, where)
+        given[name] = found[name]
+    start = _date_of_effect(given[VALID_FROM], where) if VALID_FROM in given else written_from
+    out: dict[str, Parameter] = {}
+    for name, p in params.items():
+        if start < written_from:
+            p = Parameter(
+                name,
+                p.description,
+                p.unit,
+                tuple(
+                    DatedValue(start, v.value, v.reference, v.source) if v.start == written_from else v
+                    for v in p.values
+                ),
+                p.set_by,
+            )
+        out[name] = p
+    for name in DATES_OF_EFFECT:
+        p = out[name]
+        e = given[name].values[-1] if name in given else p.values[0]
+        value = _date_of_effect(given[name], where) if name in given else e.value
+        out[name] = Parameter(name, p.description, p.unit, (DatedValue(start, value, e.reference, e.source),), p.set_by)
+    for name, new in given.items():
+        if name in DATES_OF_EFFECT:
+            continue
+        old = out[name]
+        dates = {v.start for v in new.values}
+        merged = tuple(
+            sorted([v for v in old.values if v.start not in dates] + list(new.values), key=lambda v: v.start)
+        )
+        out[name] = Parameter(name, old.description, old.unit, merged, old.set_by)
+    return out
 
 
 def pack_ids() -> list[str]:

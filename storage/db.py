@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from ltc.settings import get_settings
+from common.settings import get_settings
 from storage.models import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -23,10 +23,11 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ltc import idvault
+from common import idvault
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -133,6 +134,10 @@ class Agency(Base):
     contract_end: Mapped[dt.date | None] = mapped_column(Date)
     linked_providers: Mapped[str] = mapped_column(String(512), default="", server_default="")
     language: Mapped[str] = mapped_column(String(8), default="zh_CN", server_default="zh_CN")
+    # Working hours (HH:MM) and the length of a visit; empty: the defaults of tasks/calendar.py.
+    day_starts_at: Mapped[str | None] = mapped_column(String(5))
+    day_ends_at: Mapped[str | None] = mapped_column(String(5))
+    visit_minutes: Mapped[int | None] = mapped_column(Integer)
 
 
 class Assessor(Base):
@@ -189,6 +194,10 @@ class Assessment(Base):
     fee_fen: Mapped[int | None] = mapped_column(BigInteger)
     fee_fund_fen: Mapped[int | None] = mapped_column(BigInteger)
     fee_applicant_fen: Mapped[int | None] = mapped_column(BigInteger)
+    # The visit's iCalendar SEQUENCE in its agency's calendar: raised each time a booked visit changes there (it
+    # is cancelled, or the applicant does not show), when it changed (an audit stamp).
+    calendar_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SlotBooking(Base):
@@ -247,6 +256,9 @@ class EligibilityDecision(Base):
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     rules: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     policy_draft: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # What the decision counted, where the pack says (Jilin 二(六): the waiting period's length in days and the
+    # day it counts from, the years lapsed and paid back it rests on, the continuous years insured).
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class CareDay(Base):
@@ -299,6 +311,9 @@ class ClaimLine(Base):
     cap_reason: Mapped[str | None] = mapped_column(String(48))
     policy_draft: Mapped[bool] = mapped_column(default=False, server_default=false())
     exclusions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The dates not paid: [{"reason", "from", "to", "days"}], each a run of consecutive care dates with one reason
+    # (from and to inclusive, YYYY-MM-DD), in date order (rules.inputs.OUTPUT_CLAIMS).
+    excluded_ranges: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
     rules: Mapped[list[Any]] = mapped_column(default=list)
 
 

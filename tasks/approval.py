@@ -28,9 +28,9 @@ from prefect.input import RunInput
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ltc import idvault
-from ltc.formatting import yuan
-from ltc.settings import notify_url_for
+from common import idvault
+from common.formatting import yuan
+from common.settings import notify_url_for
 from storage import models as m
 from storage.db import session_scope
 from tasks import audit

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from ltc.privacy import mask_ids
+from common.privacy import mask_ids
 from storage.models import AuditEntry
 
 GENESIS = "0" * 64

@@ -18,8 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ltc.faults import failpoint
-from ltc.formatting import yuan
+from common.faults import failpoint
+from common.formatting import yuan
 from rules import fraud
 from rules.engine import Pack, RulesError, load_pack, period_bounds, reasons
 from rules.formulas import resolve
@@ -227,6 +227,26 @@ def _exclusions_json() -> pl.Expr:
     return pl.concat_str([pl.lit("{"), pairs.list.join(", "), pl.lit("}")]).alias("exclusions")
 
 
+def _ranges_json() -> pl.Expr:
+    """[{"reason": "IN_HOSPITAL", "from": "2026-03-10", "to": "2026-03-14", "days": 5}, ...] from the list of
+    ranges, built in polars (reason codes are identifiers, dates ISO)."""
+    field = pl.element().struct.field
+    items = pl.col("excluded_ranges").list.eval(
+        pl.concat_str(
+            pl.lit('{"reason": "'),
+            field("reason"),
+            pl.lit('", "from": "'),
+            field("from").dt.strftime("%Y-%m-%d"),
+            pl.lit('", "to": "'),
+            field("to").dt.strftime("%Y-%m-%d"),
+            pl.lit('", "days": '),
+            field("days").cast(pl.Utf8),
+            pl.lit("}"),
+        )
+    )
+    return pl.concat_str([pl.lit("["), items.list.join(", "), pl.lit("]")]).alias("excluded_ranges")
+
+
 def write_lines(s: Session, claims: pl.DataFrame, jurisdiction: str, period: str, part: Part = WHOLE) -> int:
     """Upsert the part's claim lines for the period, except any already paid (a paid line is never edited)."""
     pack = load_pack(jurisdiction)
@@ -268,6 +288,7 @@ def write_lines(s: Session, claims: pl.DataFrame, jurisdiction: str, period: str
         "cap_reason",
         pl.lit(pack.draft).alias("policy_draft"),
         _exclusions_json(),
+        _ranges_json(),
         "rules",
     )
     bulk_upsert(s, m.ClaimLine, frame, ["person_id", "provider_id", "period", "care_mode"])

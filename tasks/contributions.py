@@ -8,7 +8,8 @@ from pandera.typing.polars import DataFrame
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rules.engine import load_pack, period_start
+from rules import packinfo
+from rules.engine import RulesError, load_pack, period_start
 from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
@@ -28,6 +29,12 @@ def insured_persons(jurisdiction: str) -> pl.DataFrame:
 def compute_dues(persons: pl.DataFrame, jurisdiction: str, period: str) -> DataFrame[ContributionDues]:
     pack = load_pack(jurisdiction)
     out: pl.DataFrame = resolve(pack, "contributions_due", period_start(period, pack))(persons, pack, period)
+    named = packinfo.payers(jurisdiction)
+    others = sorted(set(out["payer"].unique().to_list()) - set(named)) if named is not None else []
+    if others:
+        raise RulesError(
+            f"pack {jurisdiction}: contributions_due gives payer(s) {', '.join(others)} its pack.yaml does not name"
+        )
     return DataFrame[ContributionDues](out)
 
 

@@ -110,6 +110,22 @@ def eligibility_rules(pack: Pack, on: dt.date) -> list[dict[str, Any]]:
     return out
 
 
+# Columns a pack's eligibility may add beyond the contract: what the decision counted (Jilin 二(六): the waiting
+# period's length and first day, the years lapsed and the whole years paid back it rests on, the continuous years
+# insured). Each is kept with the decision (`facts`), audited and said in its notice.
+FACTS = ("waiting_days", "waiting_from", "lapsed_years", "repaid_years", "continuous_years")
+
+
+def facts(d: dict[str, Any]) -> dict[str, Any]:
+    """The facts a decision row carries (dates as ISO text); none where the pack counts none."""
+    out: dict[str, Any] = {}
+    for key in FACTS:
+        value = d.get(key)
+        if value is not None:
+            out[key] = value.isoformat() if isinstance(value, dt.date) else int(value)
+    return out
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
 def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date) -> int:
     """Write each decision and its notice in one transaction; a decided application is not decided again."""
@@ -125,6 +141,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
             assert person is not None
             _supersede(s, d, sequence)
             why = [{"code": c, **catalogue[c]} for c in d["reason_codes"]]
+            counted = facts(d)
             upsert(
                 s,
                 m.EligibilityDecision,
@@ -142,6 +159,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                         "reasons": why,
                         "rules": eligibility_rules(pack, app.received_on),
                         "policy_draft": pack.draft,
+                        "facts": counted,
                     }
                 ],
                 ["application_id", "assessment_sequence"],
@@ -164,6 +182,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                     "start_date": d["start_date"],
                     "end_date": d["end_date"],
                     "reasons": list(d["reason_codes"]),
+                    "facts": counted,
                     "as_of": as_of,
                 },
             )
@@ -179,6 +198,7 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                 "document": pack.document,
                 "assumptions": pack.assumptions(),
                 "draft": pack.draft,
+                "counted": _counted(counted),
             }
             notify(
                 s,
@@ -188,3 +208,19 @@ def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date)
                 context=context,
             )
     return decisions.height
+
+
+def _counted(counted: dict[str, Any]) -> dict[str, Any] | None:
+    """What a notice says of the facts: the waiting period (its days, first day, years lapsed and paid back) and the
+    continuous years insured; None where the pack counts neither."""
+    if not counted:
+        return None
+    waiting = None
+    if "waiting_days" in counted:
+        waiting = {
+            "days": counted["waiting_days"],
+            "from": dt.date.fromisoformat(counted["waiting_from"]) if "waiting_from" in counted else None,
+            "lapsed_years": counted.get("lapsed_years"),
+            "repaid_years": counted.get("repaid_years"),
+        }
+    return {"waiting": waiting, "continuous_years": counted.get("continuous_years")}

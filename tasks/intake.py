@@ -18,11 +18,11 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ltc import idvault
-from ltc.formatting import mask_id
+from common import idvault, inbound_text
+from common.formatting import mask_id
+from common.inbound_text import IntakeError
 from rules import fraud
 from rules.engine import Pack, load_pack
-from rules.errors import UserError
 from storage import models as m
 from storage.bulk import bulk_upsert
 from storage.db import session_scope, upsert
@@ -52,10 +52,6 @@ REFERENCE_KEYS: dict[str, Any] = {
     "agency": m.Agency.agency_id,
     "application": m.Application.application_id,
 }
-
-
-class IntakeError(UserError):
-    """The file cannot be read at all (missing, not UTF-8, wrong header)."""
 
 
 @dataclass
@@ -98,19 +94,31 @@ def _field(c: Column) -> pl.Expr:
     return (value.fill_null(c.default) if c.default is not None else value).alias(c.field)
 
 
-def read_file(spec: InboundKind, path: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Read and parse a file. Returns (raw text frame, parsed frame, parse failures), all with `line`."""
+def read_file(
+    spec: InboundKind, path: Path, readable: Path | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Read and parse a file. Returns (raw text frame, parsed frame, parse failures), all with `line`.
+    `readable` is the file as UTF-8 (`inbound_text.as_utf8`), if it is not `path` itself; errors name `path`."""
+    readable = readable or path
     try:
-        raw = pl.read_csv(path, infer_schema=False, encoding="utf8")
+        raw = pl.read_csv(readable, infer_schema=False, encoding="utf8")
     except FileNotFoundError:
         raise IntakeError(f"{path}: no such file") from None
     except pl.exceptions.NoDataError:
         raise IntakeError(f"{path}: the file is empty; nothing was loaded") from None
     except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
-        raise IntakeError(f"{path}: cannot be read as a UTF-8 CSV with a header: {e}") from None
+        raise _unreadable(path, readable, e) from None
     _check_header(spec, path, raw.columns)
     raw = raw.with_row_index("line", offset=2).with_columns(pl.col("line").cast(pl.Int64))
     return parse(spec, raw)
+
+
+def _unreadable(path: Path, readable: Path, error: Exception) -> IntakeError:
+    """Why the CSV reader refused a file: the first byte that is not UTF-8, where there is one (the reader takes
+    UTF-8 only; a file in another encoding was read through a UTF-8 copy), else the reader's own words."""
+    if readable == path:
+        inbound_text.check_decodes(path, "utf-8")
+    return IntakeError(f"{path}: cannot be read as a CSV with a header: {error}")
 
 
 def _check_header(spec: InboundKind, path: Path, columns: list[str]) -> None:
@@ -367,9 +375,9 @@ def _unscheduled_results(session: Session, parsed: pl.DataFrame) -> pl.DataFrame
     return pl.DataFrame(bad, schema=_no_failures().schema)
 
 
-def _added_headers(spec: InboundKind, path: Path) -> set[str]:
+def _added_headers(spec: InboundKind, readable: Path) -> set[str]:
     """The optional columns the file itself does not have (read_file adds them, empty)."""
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    with readable.open(encoding="utf-8-sig", newline="") as f:
         header = {h.strip() for h in next(csv.reader(f), [])}
     return {c.header for c in spec.columns} - header
 
@@ -409,29 +417,31 @@ def _duplicate_lines(spec: InboundKind, path: Path) -> pl.Series:
     return exact.filter(pl.struct(list(spec.key)).is_duplicated())["line"]
 
 
-def _batches(scan: pl.LazyFrame, path: Path) -> Iterator[pl.DataFrame]:
+def _batches(scan: pl.LazyFrame, path: Path, readable: Path) -> Iterator[pl.DataFrame]:
     try:
         yield from scan.collect_batches(chunk_size=BATCH_ROWS)
     except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
-        raise IntakeError(f"{path}: cannot be read as a UTF-8 CSV with a header: {e}") from None
+        raise _unreadable(path, readable, e) from None
 
 
-def _load_in_batches(spec: InboundKind, path: Path) -> IntakeReport:
+def _load_in_batches(spec: InboundKind, path: Path, readable: Path) -> IntakeReport:
     try:
-        header = pl.read_csv(path, n_rows=0, infer_schema=False, encoding="utf8").columns
+        header = pl.read_csv(readable, n_rows=0, infer_schema=False, encoding="utf8").columns
         _check_header(spec, path, header)
-        duplicates = _duplicate_lines(spec, path)
+        duplicates = _duplicate_lines(spec, readable)
+    except pl.exceptions.NoDataError:
+        raise IntakeError(f"{path}: the file is empty; nothing was loaded") from None
     except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
-        raise IntakeError(f"{path}: cannot be read as a UTF-8 CSV with a header: {e}") from None
+        raise _unreadable(path, readable, e) from None
     sha = file_sha256(path)
-    given = set(header) - _added_headers(spec, path)
+    given = set(header) - _added_headers(spec, readable)
     cache: dict[str, pl.Series] = {}
     received = accepted = 0
     errors: list[dict[str, Any]] = []
     bad_lines = 0
-    scan = pl.scan_csv(path, infer_schema=False, encoding="utf8").with_row_index("line", offset=2)
+    scan = pl.scan_csv(readable, infer_schema=False, encoding="utf8").with_row_index("line", offset=2)
     with session_scope() as session:
-        for batch in _batches(scan.with_columns(pl.col("line").cast(pl.Int64)), path):
+        for batch in _batches(scan.with_columns(pl.col("line").cast(pl.Int64)), path, readable):
             raw, parsed, parse_failures = parse(spec, batch)
             failures = pl.concat(
                 [parse_failures, validate(spec, raw, parsed), check_references(session, spec, parsed, cache)]
@@ -450,24 +460,34 @@ def _load_in_batches(spec: InboundKind, path: Path) -> IntakeReport:
     )
 
 
-def _rows_beyond(path: Path, n: int) -> bool:
+def _rows_beyond(path: Path, readable: Path, n: int) -> bool:
     """Whether the file has more than n data rows (a cheap test on its size first)."""
-    if path.stat().st_size < n * 16:
+    if readable.stat().st_size < n * 16:
         return False
-    return pl.scan_csv(path, infer_schema=False).select(pl.len()).collect().item() > n
+    try:
+        return bool(pl.scan_csv(readable, infer_schema=False).select(pl.len()).collect().item() > n)
+    except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
+        raise _unreadable(path, readable, e) from None
 
 
-def load_file(kind: str, path: Path) -> IntakeReport:
-    """Load one inbound file into the record, in one transaction."""
+def load_file(kind: str, path: Path, encoding: str = "utf-8") -> IntakeReport:
+    """Load one inbound file into the record, in one transaction. `encoding`: `utf-8` (the default) or `gb18030`
+    (`common.inbound_text`); a file that begins with a byte-order mark is read in the encoding the mark names."""
     if kind not in INBOUND:
         raise IntakeError(f"unknown kind {kind!r}; one of {', '.join(INBOUND)}")
     spec = INBOUND[kind]
     path = Path(path)
     if not path.is_file():
         raise IntakeError(f"{path}: no such file")
-    if kind in BATCHED_KINDS and _rows_beyond(path, BATCH_ROWS):
-        return _load_in_batches(spec, path)
-    raw, parsed, parse_failures = read_file(spec, path)
+    with inbound_text.as_utf8(path, encoding) as readable:
+        if kind in BATCHED_KINDS and _rows_beyond(path, readable, BATCH_ROWS):
+            return _load_in_batches(spec, path, readable)
+        return _load_whole(spec, path, readable)
+
+
+def _load_whole(spec: InboundKind, path: Path, readable: Path) -> IntakeReport:
+    kind = spec.kind
+    raw, parsed, parse_failures = read_file(spec, path, readable)
     schema_failures = validate(spec, raw, parsed)
     with session_scope() as session:
         ref_failures = check_references(session, spec, parsed)
@@ -480,7 +500,7 @@ def load_file(kind: str, path: Path) -> IntakeReport:
         keys = parsed.filter(pl.all_horizontal(pl.col(list(spec.key)).is_not_null()))
         failures = _with_duplicates(spec, failures, keys.filter(pl.struct(list(spec.key)).is_duplicated())["line"])
         good = parsed.filter(~pl.col("line").is_in(failures["line"].unique().implode()))
-        store(session, spec, good, set(raw.columns) - _added_headers(spec, path))
+        store(session, spec, good, set(raw.columns) - _added_headers(spec, readable))
         quarantine(session, spec, path, raw, failures)
     return IntakeReport(
         kind=kind,

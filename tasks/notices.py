@@ -39,9 +39,9 @@ from jinja2 import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ltc.faults import failpoint
-from ltc.formatting import mask_id, yuan
-from ltc.settings import notify_url_for
+from common.faults import failpoint
+from common.formatting import mask_id, yuan
+from common.settings import notify_url_for
 from storage.db import session_scope, upsert
 from storage.models import Agency, Notice, Person, Provider
 
@@ -79,6 +79,7 @@ CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
         "document",
         "assumptions",
         "draft",
+        "counted",
     ),
     "assessment_reminder": (
         "person_name",

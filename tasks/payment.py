@@ -19,10 +19,10 @@ from sqlalchemy import case, literal, null, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ltc import idvault
-from ltc.faults import failpoint
-from ltc.formatting import yuan
-from ltc.settings import get_settings
+from common import idvault
+from common.faults import failpoint
+from common.formatting import yuan
+from common.settings import get_settings
 from rules.engine import load_pack, period_bounds
 from storage import models as m
 from storage.db import session_scope

@@ -16,7 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
-from ltc.formatting import yuan
+from common.formatting import yuan
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import audit, ledger

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import func, select
 
-from ltc.formatting import yuan
+from common.formatting import yuan
 from storage import models as m
 from storage.db import session_scope
 from tasks.records import frame

@@ -14,9 +14,10 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from ltc.idvault import check_digit_ok
+from common.idvault import check_digit_ok
 from rules.engine import pack_ids
 from rules.inputs import CARE_MODES, INSURANCE_TYPES, PAYERS, PROVIDER_KINDS, STAY_KINDS
+from tasks.calendar import CLOCK, DEFAULT_DAY_ENDS_AT, DEFAULT_DAY_STARTS_AT, DEFAULT_VISIT_MINUTES
 
 PROVIDER_STATUSES = ["active", "suspended", "terminated"]
 ID_NUMBER = r"^\d{17}[\dX]$"
@@ -94,6 +95,36 @@ class Agencies(Inbound):
     contract_end: dt.date = pa.Field(nullable=True, description="last day of the contract, empty if open")
     linked_providers: str = pa.Field(description="care providers the agency has ties to, `;`-separated")
     language: str = pa.Field(isin=["zh_CN", "en"])
+    day_starts_at: str = pa.Field(
+        nullable=True,
+        str_matches=CLOCK,
+        description=f"start of the first visit of a working day, HH:MM; empty: {DEFAULT_DAY_STARTS_AT} (an assumption)",
+    )
+    day_ends_at: str = pa.Field(
+        nullable=True,
+        str_matches=CLOCK,
+        description=f"the last visit of a day ends by then, HH:MM; empty: {DEFAULT_DAY_ENDS_AT} (an assumption)",
+    )
+    visit_minutes: int = pa.Field(
+        nullable=True,
+        ge=15,
+        le=600,
+        description=f"one visit, travel included, minutes; empty: {DEFAULT_VISIT_MINUTES} (an assumption)",
+    )
+
+    @pa.dataframe_check(error="day_ends_at leaves no time for one visit of visit_minutes after day_starts_at")
+    def hours_hold_a_visit(cls, data: Any) -> pl.LazyFrame:
+        def minutes(col: str, default: str) -> pl.Expr:
+            clock = pl.col(col).fill_null(default)
+            hh, mm = (
+                clock.str.slice(0, 2).cast(pl.Int64, strict=False),
+                clock.str.slice(3, 2).cast(pl.Int64, strict=False),
+            )
+            return pl.when(clock.str.contains(CLOCK)).then(hh * 60 + mm)  # a malformed time is reported on its own
+
+        length = pl.col("visit_minutes").fill_null(DEFAULT_VISIT_MINUTES)
+        fits = minutes("day_ends_at", DEFAULT_DAY_ENDS_AT) - minutes("day_starts_at", DEFAULT_DAY_STARTS_AT) >= length
+        return data.lazyframe.select(fits.fill_null(True))
 
 
 class Assessors(Inbound):
@@ -280,9 +311,16 @@ INBOUND: dict[str, InboundKind] = {
                 _c("contract_end", "date", False),
                 _c("linked_providers", required=False, default=""),
                 _c("language", required=False, default="zh_CN"),
+                _c("day_starts_at", required=False),
+                _c("day_ends_at", required=False),
+                _c("visit_minutes", "int", False),
             ),
             ("agency_id",),
-            description="Third-party assessment agencies and their daily capacity.",
+            description=(
+                "Third-party assessment agencies, their daily capacity and working hours. A visit is placed only "
+                "within the hours; a capacity that the agency's assessors cannot make within them is cut to what "
+                "they can (the scheduling run names the agency)."
+            ),
         ),
         InboundKind(
             "assessors",
@@ -429,6 +467,15 @@ class Claims(pa.DataFrameModel):
     @pa.dataframe_check(error="over_cap_fen > personal_fen")
     def over_cap_is_personal(cls, data: Any) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("over_cap_fen") <= pl.col("personal_fen"))
+
+    @pa.dataframe_check(error="excluded_ranges: a range's days are not its dates, or do not add up to days_excluded")
+    def ranges_add_up(cls, data: Any) -> pl.LazyFrame:
+        ranges = pl.col("excluded_ranges")
+        days = ranges.list.eval(pl.element().struct.field("days")).list.sum()
+        spans = ranges.list.eval(
+            (pl.element().struct.field("to") - pl.element().struct.field("from")).dt.total_days() + 1
+        ).list.sum()
+        return data.lazyframe.select((days == pl.col("days_excluded")) & (spans == pl.col("days_excluded")))
 
 
 class ContributionDues(pa.DataFrameModel):

@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,15 +42,6 @@ def ensure_postgres() -> None:
             return
         time.sleep(1)
     pytest.fail("PostgreSQL did not start on 127.0.0.1:5432")
-
-
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    """One Prefect test server for the whole session (entering it takes several seconds)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def _fresh_pg_database() -> str:
@@ -108,17 +100,31 @@ class RealPrefectServer:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-@pytest.fixture
-def real_prefect_server(tmp_path: Path) -> Iterator[RealPrefectServer]:
-    """A real Prefect server (`prefect server start`) on a free loopback port, backed by a fresh PostgreSQL
-    database, with its default services (the scheduler among them)."""
+# Services the session's test server does without: nothing in the suite is scheduled, late, zombie or automated
+# on it (tests/test_server_stack.py runs a server with every service).
+QUIET_SERVICES = (
+    "SCHEDULER",
+    "LATE_RUNS",
+    "FOREMAN",
+    "CANCELLATION_CLEANUP",
+    "PAUSE_EXPIRATIONS",
+    "REPOSSESSOR",
+    "DB_VACUUM",
+    "TRIGGERS",
+    "EVENT_LOGGER",
+)
+
+
+@contextmanager
+def prefect_server_process(home: Path, extra: dict[str, str] | None = None) -> Iterator[RealPrefectServer]:
+    """`prefect server start` on a free loopback port, backed by a fresh PostgreSQL database of its own; stopped and
+    its database dropped on exit."""
     import sys
     import urllib.request
 
     db = _fresh_pg_database()
     port = free_port()
-    home = tmp_path / "prefect-server"
-    home.mkdir()
+    home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -126,6 +132,7 @@ def real_prefect_server(tmp_path: Path) -> Iterator[RealPrefectServer]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "PREFECT_SERVER_LOGGING_LEVEL": "INFO",
+        **(extra or {}),
     }
     env.pop("PREFECT_API_URL", None)
     log = home / "server.log"
@@ -140,7 +147,7 @@ def real_prefect_server(tmp_path: Path) -> Iterator[RealPrefectServer]:
         )
     url = f"http://127.0.0.1:{port}/api"
     try:
-        for _ in range(240):
+        for _ in range(360):
             if proc.poll() is not None:
                 pytest.fail(f"prefect server start exited: {log.read_text(errors='replace')[-3000:]}")
             try:
@@ -151,14 +158,56 @@ def real_prefect_server(tmp_path: Path) -> Iterator[RealPrefectServer]:
                 pass
             time.sleep(0.5)
         else:
-            pytest.fail("prefect server start did not answer within 120 s")
+            pytest.fail("prefect server start did not answer within 180 s")
         client_env = {k: v for k, v in env.items() if k != "PREFECT_API_DATABASE_CONNECTION_URL"}
         client_env["PREFECT_API_URL"] = url
-        client_env["PREFECT_HOME"] = str(tmp_path / "prefect-client")
+        client_env["PREFECT_HOME"] = str(home.parent / f"{home.name}-client")
         yield RealPrefectServer(url, log, client_env)
     finally:
         stop_process_group(proc)
         _drop_pg_database(db)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrefectServer]:
+    """One Prefect server per test worker for the whole session: `prefect server start` on PostgreSQL (Prefect's
+    SQLite-backed test harness spends most of a flow run waiting on its database's lock). Flows run in the test's
+    own process against it, as `ltc run` runs them against its local server: without heartbeats, whose thread
+    Prefect joins for up to a second at the end of every flow run (tests/test_server_stack.py and
+    test_deployments.py run served flows with Prefect's default heartbeats)."""
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    quiet = {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in QUIET_SERVICES}
+    with prefect_server_process(tmp_path_factory.mktemp("prefect-test-server"), quiet) as server:
+        updates = {PREFECT_API_URL: server.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        # Threads a test starts (a payment run waiting for approval) see the same settings, as under Prefect's
+        # own test harness.
+        with temporary_settings(updates=updates), _temporary_global_settings_context(get_settings_context()):
+            try:
+                yield server
+            finally:
+                _drain_prefect_workers()
+
+
+def _drain_prefect_workers() -> None:
+    """Send what Prefect's log and event workers still hold before their server stops."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=10)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def real_prefect_server(tmp_path: Path) -> Iterator[RealPrefectServer]:
+    """A real Prefect server (`prefect server start`) on a free loopback port, backed by a fresh PostgreSQL
+    database, with its default services (the scheduler among them)."""
+    with prefect_server_process(tmp_path / "prefect-server") as server:
+        yield server
 
 
 def stop_process_group(proc: subprocess.Popen[bytes]) -> None:

@@ -16,11 +16,11 @@ from uuid import UUID
 import pytest
 from sqlalchemy import func, select, update
 
+from common.settings import get_settings
 from flows.bill_month import bill_month
 from flows.pay_providers import pay_providers
 from ltc.demo import DemoSize, month_files
 from ltc.pipeline import run_demo
-from ltc.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
 from tasks.approval import add_approver, judge_answer

@@ -40,6 +40,10 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "gbk.csv").write_bytes((GOOD_HEADER + "P1,张三,,nanning,A,employee,1000\n").encode("gb18030"))
     (tmp_path / "nocol.csv").write_text("person_id,name\nP1,张三\n", encoding="utf-8")
     (tmp_path / "late-gbk.csv").write_bytes((GOOD_HEADER + ASCII_ROW * 60_000).encode() + "P2,张三\n".encode("gb18030"))
+    # 0xFF begins no character in GB18030; the byte after "P1," of the first row.
+    (tmp_path / "not-gb.csv").write_bytes(GOOD_HEADER.encode() + b"P1,\xff\xfe,,nanning,A,employee,1000\n")
+    (tmp_path / "gb-nocol.csv").write_bytes("person_id,name\nP1,𠮷\n".encode("gb18030"))
+    (tmp_path / "gb-empty.csv").write_bytes(b"\x84\x31\x95\x33\r\n")  # GB18030's byte-order mark, a line end
     return tmp_path
 
 
@@ -50,15 +54,60 @@ CASES = {
         ["run", "monthly_cycle", "--jurisdiction", "jinjiang", "--period", "2026-06"],
         "outside pack jinjiang",
     ),
+    "month-of-a-yearly-pack": (
+        ["run", "contributions", "--jurisdiction", "jinjiang", "--period", "2025-03"],
+        "pack jinjiang takes contributions by the year: '2025-03' is not YYYY",
+    ),
+    "year-of-a-monthly-pack": (
+        ["run", "contributions", "--period", "2026"],
+        "pack nanning takes contributions by the month: '2026' is not YYYY-MM",
+    ),
+    "year-before-a-yearly-pack": (
+        ["run", "contributions", "--jurisdiction", "jinjiang", "--period", "2022"],
+        "outside pack jinjiang",
+    ),
     "unknown-pack": (["run", "bill_month", "--period", "2026-03", "--jurisdiction", "x"], "no policy pack 'x'"),
     "bad-day": (["run", "decide_eligibility", "--as-of", "2026-02-30"], "'2026-02-30' is not a date"),
     "demo-period": (["demo", "--period", "2023-05"], "outside pack nanning"),
     "status-period": (["status", "--period", "26-03"], "'26-03' is not of the form YYYY-MM"),
     "empty-file": (["load", "persons", "empty.csv"], "empty.csv: the file is empty; nothing was loaded"),
     "blank-file": (["load", "persons", "blank.csv"], "blank.csv: the file is empty"),
-    "not-utf8": (["load", "persons", "gbk.csv"], "gbk.csv: not utf-8 at byte"),
-    "not-utf8-late": (["load", "persons", "late-gbk.csv"], f"late-gbk.csv: not utf-8 at byte {LATE_BYTE};"),
-    "not-utf8-run": (["run", "intake", "--kind", "persons", "--file", "gbk.csv"], "gbk.csv: not utf-8"),
+    "not-utf8": (
+        ["load", "persons", "gbk.csv"],
+        f"gbk.csv: not utf-8 at byte {len(GOOD_HEADER) + 3}; saved as GBK/GB18030 (Excel on a Chinese system)? "
+        "load it with --encoding gb18030",
+    ),
+    "not-utf8-late": (
+        ["load", "persons", "late-gbk.csv"],
+        f"late-gbk.csv: not utf-8 at byte {LATE_BYTE}; saved as GBK/GB18030 (Excel on a Chinese system)? "
+        "load it with --encoding gb18030",
+    ),
+    "not-utf8-run": (
+        ["run", "intake", "--kind", "persons", "--file", "gbk.csv"],
+        f"gbk.csv: not utf-8 at byte {len(GOOD_HEADER) + 3}; saved as GBK/GB18030 (Excel on a Chinese system)? "
+        "load it with --encoding gb18030",
+    ),
+    "not-gb18030": (
+        ["load", "persons", "not-gb.csv", "--encoding", "gb18030"],
+        f"not-gb.csv: not gb18030 at byte {len(GOOD_HEADER) + 3}; not a GB18030 file? leave out --encoding gb18030",
+    ),
+    "not-gb18030-run": (
+        ["run", "record_assessments", "--file", "not-gb.csv", "--encoding", "gbk"],
+        "not-gb.csv: not gb18030 at byte",
+    ),
+    "gb18030-missing-column": (
+        ["load", "persons", "gb-nocol.csv", "--encoding", "gb18030"],
+        "gb-nocol.csv: header lacks required column(s) id_number",
+    ),
+    "gb18030-empty": (["load", "persons", "gb-empty.csv"], "gb-empty.csv: the file is empty; nothing was loaded"),
+    "unknown-encoding": (
+        ["load", "persons", "gbk.csv", "--encoding", "big5"],
+        "encoding 'big5': one of utf-8, gb18030",
+    ),
+    "encoding-without-file": (
+        ["run", "bill_month", "--period", "2026-03", "--encoding", "gb18030"],
+        "bill_month reads no file: --encoding is for intake",
+    ),
     "missing-column": (["load", "persons", "nocol.csv"], "lacks required column(s) id_number, jurisdiction"),
     "no-file": (["load", "care_days", "nothere.csv"], "nothere.csv: no such file"),
     "unknown-kind": (["load", "payslips", "nocol.csv"], "unknown kind 'payslips'"),
@@ -121,3 +170,24 @@ def test_a_policy_error_inside_a_flow_is_not_retried(backend: str) -> None:
             if r.state is not None and "2029-07" in (r.state.message or "")
         ]
     assert runs and all(r.run_count == 1 for r in runs), [(r.name, r.run_count) for r in runs]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_file_the_inbox_cannot_read_is_one_line_and_the_others_load(tmp_path: Path) -> None:
+    """Inside a flow, where no check ran first: an empty file in the inbox is named in one line (exit 2), with no
+    traceback from Prefect's console, and the readable GB18030 file beside it is loaded."""
+    from prefect.settings import PREFECT_API_URL
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "hospital_stays_2026-03.csv").write_bytes(b"")
+    persons = GOOD_HEADER + "P1,𠮷祥,450103195001011248,nanning,青秀区,employee,5000\n"
+    (inbox / "persons_2026-03.gb18030.csv").write_bytes(persons.encode("gb18030"))
+    out = ltc(["run", "intake_inbox", "--file", str(inbox)], tmp_path, PREFECT_API_URL=str(PREFECT_API_URL.value()))
+    text = (out.stdout + out.stderr).strip()
+    assert out.returncode == 2, text
+    assert text == (
+        f"error: inbox nanning: 1 file(s) loaded, 1 left in the inbox: {inbox}/hospital_stays_2026-03.csv: "
+        "the file is empty; nothing was loaded"
+    )
+    assert [p.name for p in inbox.glob("*.csv")] == ["hospital_stays_2026-03.csv"]

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import func, select
 from test_pipeline import PERIOD, expected_claims
 
+from common.settings import get_settings
 from ltc.demo import DemoSize
 from ltc.pipeline import run_demo
-from ltc.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
 from tasks import ledger
@@ -26,9 +26,12 @@ from tasks import ledger
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = DemoSize(insured=200, applicants=50, providers=3, agencies=2)
 SEED = 17
+# Run against the session's test server without flow-run heartbeats, as the tests' own flows are (conftest.py).
 DEMO = (
-    "from ltc.demo import DemoSize; from ltc.pipeline import run_demo; "
-    f"run_demo('nanning', '{PERIOD}', {SEED}, DemoSize(insured={SIZE.insured}, applicants={SIZE.applicants}, "
+    "from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY as H, temporary_settings; "
+    "from ltc.demo import DemoSize; from ltc.pipeline import run_demo\n"
+    "with temporary_settings(updates={H: None}):\n"
+    f"    run_demo('nanning', '{PERIOD}', {SEED}, DemoSize(insured={SIZE.insured}, applicants={SIZE.applicants}, "
     f"providers={SIZE.providers}, agencies={SIZE.agencies}))"
 )
 # Where the runs are killed, in turn: inside a part's billing transaction; after the second part committed; inside a

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from common.formatting import yuan
+from common.settings import get_settings
 from ltc.cli import app
 from ltc.demo import DemoSize
-from ltc.formatting import yuan
 from ltc.fund_report import fund_figures
 from ltc.pipeline import run_demo
-from ltc.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
 

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from jinja2 import TemplateNotFound, UndefinedError
 from sqlalchemy import func, select
 
-from ltc.settings import get_settings
+from common.settings import get_settings
 from storage.db import session_scope, upgrade
 from storage.models import Notice
 from tasks.notices import (
@@ -93,6 +93,7 @@ def contexts() -> dict[str, dict[str, Any]]:
             "document": DOCUMENT,
             "assumptions": ["home_quota_partial_month"],
             "draft": True,
+            "counted": {"waiting": None, "continuous_years": 3},
         },
         "monthly_statement": {
             "person_name": "黄秀兰",
@@ -149,6 +150,22 @@ def contexts() -> dict[str, dict[str, Any]]:
             ],
             "document": DOCUMENT,
             "draft": False,
+        },
+        "payout_approval": {
+            "approver_name": "李敏",
+            "approver": "李敏",
+            "jurisdiction": "nanning",
+            "period": "2024-05",
+            "payees": 3,
+            "lines": 41,
+            "total_fen": 8462050,
+            "proposal_sha256": "9f" * 32,
+            "run_name": "pay nanning 2024-05",
+            "flow_run_id": "0b7c8d3e-0000-4000-8000-000000000001",
+            "run_url": "http://127.0.0.1:4200/runs/flow-run/0b7c8d3e-0000-4000-8000-000000000001",
+            "code": "K7QW2-M9XRT",
+            "expires_at": "2024-06-09 09:00",
+            "started_by": "ops-wang",
         },
     }
 
@@ -223,6 +240,10 @@ def test_render_every_kind(kind: str, language: str) -> None:
     assert subject and "\n" not in subject
     assert body.strip() and not body.startswith("\n") and body.endswith("\n")
     assert "{{" not in text and "{%" not in text
+    if kind == "payout_approval":
+        # To an approver: their code, the amount and the proposal's digest; no person's record.
+        assert "K7QW2-M9XRT" in body and "84620.50" in body and "9f" * 32 in body and "ops-wang" in body
+        return
     if kind == "remittance_advice":
         assert "南宁市颐康护理院" in body
         assert MASKED_ACCOUNT in body and BANK_ACCOUNT not in text
@@ -683,3 +704,19 @@ def test_documented_channel_url_forms_are_accepted(url: str) -> None:
     import apprise
 
     assert apprise.Apprise().add(url), url
+
+
+def test_a_decision_says_its_waiting_period_and_the_years_it_counted() -> None:
+    """Jilin 二(六)3: a re-enrolment after a 6-year lapse, every year paid back, waits at least 360 days."""
+    counted = {
+        "waiting": {"days": 360, "from": dt.date(2033, 1, 1), "lapsed_years": 6, "repaid_years": 6},
+        "continuous_years": 0,
+    }
+    context = contexts()["eligibility_decision"] | APPROVED | {"counted": counted}
+    _, zh = render("eligibility_decision", "zh_CN", context)
+    assert "待遇等待期：360天，自2033年1月1日起计算（断保6年，已补缴6年）。" in zh
+    assert "连续参保年数：0年。" in zh
+    _, en = render("eligibility_decision", "en", context)
+    assert "Waiting period: 360 days" in en and "Continuous years insured: 0." in en
+    _, none = render("eligibility_decision", "zh_CN", context | {"counted": None})
+    assert "等待期" not in none and "连续参保" not in none

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from common.formatting import yuan
 from ltc.demo import PROFILES, DemoSize
 from ltc.explain import explain
-from ltc.formatting import yuan
 from ltc.pipeline import run_demo
 from rules.engine import RulesError, load_pack, pack_ids
 from storage import models as m
@@ -61,6 +61,20 @@ def test_demo_month_for_each_pack(pack_id: str, tmp_path: object, monkeypatch: p
         agencies = [f"payable:{a}" for a in s.scalars(select(m.Agency.agency_id))]
         owed_to_agencies = s.scalar(select(func.sum(e.credit_fen - e.debit_fen)).where(e.account.in_(agencies)))
         unbalanced = ledger.unbalanced(s)
+        counted = [(d.facts, d.application_id) for d in s.scalars(select(m.EligibilityDecision))]
+        decided = {
+            n.dedupe_key.split(":")[1]: n.body
+            for n in s.scalars(select(m.Notice).where(m.Notice.kind == "eligibility_decision"))
+        }
+    # Jilin 二(六): every decision says the continuous years it counted, and a waiting period's length where one
+    # applies, in the record and in its notice; the other packs count neither.
+    for facts, application in counted:
+        if pack_id == "jilin":
+            assert f"连续参保年数：{facts['continuous_years']}年" in decided[application]
+            if "waiting_days" in facts:
+                assert f"待遇等待期：{facts['waiting_days']}天" in decided[application]
+        else:
+            assert facts == {} and "连续参保年数" not in decided[application]
     # Each fee is split between the fund and the applicant; a pack's fee ceiling (Banan 300) can leave the part
     # above it unpaid by either.
     assert fees and all(fund is not None and 0 < fund + own <= fee for fee, fund, own in fees)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from common.settings import get_settings
 from ltc.demo import DemoSize
 from ltc.pipeline import run_demo
-from ltc.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
 from tasks import audit

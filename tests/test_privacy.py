@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select, text
 
 import tasks  # noqa: F401  (importing the project installs the masking)
-from ltc import idvault
-from ltc.privacy import ID_NUMBER, mask_ids
-from ltc.settings import get_settings
+from common import idvault
+from common.privacy import ID_NUMBER, mask_ids
+from common.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
 from tasks.intake import load_file

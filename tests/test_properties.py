@@ -1,11 +1,13 @@
 """Invariants of every pack's billing over random months (hypothesis): fund + personal = gross; nothing paid in
-hospital, after death, before the start or from a provider that was not designated; the fund never pays more
+hospital, after death, before the start or from a provider that was not designated, and each such day named in
+the line's excluded date ranges with its reason; the fund never pays more
 than a line is worth, nor above the documents' caps; the same inputs (in any order) give the same output; all
 money is integer fen."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import polars as pl
@@ -123,6 +125,11 @@ def months(draw: Any, pack_id: str) -> tuple[dict[str, pl.DataFrame], str]:
 
 
 def _never_paid(inputs: dict[str, pl.DataFrame]) -> dict[tuple[str, str, str], int]:
+    """Per line, how many days no pack may pay."""
+    return {k: len(v) for k, v in _never_paid_days(inputs).items()}
+
+
+def _never_paid_days(inputs: dict[str, pl.DataFrame]) -> dict[tuple[str, str, str], set[dt.date]]:
     """Per line, the days no pack may pay, worked out here from the inputs alone."""
     death = {r["person_id"]: r["death_date"] for r in inputs["persons"].to_dicts()}
     start = {r["person_id"]: r["start_date"] for r in inputs["entitlements"].to_dicts()}
@@ -148,7 +155,34 @@ def _never_paid(inputs: dict[str, pl.DataFrame]) -> dict[tuple[str, str, str], i
         )
         if bad:
             out.setdefault((p, c["provider_id"], c["care_mode"]), set()).add(d)
-    return {k: len(v) for k, v in out.items()}
+    return out
+
+
+def _check_excluded_ranges(inputs: dict[str, pl.DataFrame], out: pl.DataFrame, period: str) -> None:
+    """Each line's excluded ranges are its dates not paid, exactly: runs of submitted care dates of one reason,
+    in date order, maximal, inside the period, adding up to the days excluded (and by reason to `exclusions`),
+    and holding every day no pack may pay."""
+    first, last = period_bounds(period)
+    submitted: dict[tuple[str, str, str], set[dt.date]] = {}
+    for c in inputs["care"].to_dicts():
+        submitted.setdefault((c["person_id"], c["provider_id"], c["care_mode"]), set()).add(c["care_date"])
+    never = _never_paid_days(inputs)
+    for r in out.iter_rows(named=True):
+        key = (r["person_id"], r["provider_id"], r["care_mode"])
+        ranges = r["excluded_ranges"]
+        dates: list[dt.date] = []
+        by_reason: dict[str, int] = {}
+        for x in ranges:
+            span = [x["from"] + dt.timedelta(days=i) for i in range((x["to"] - x["from"]).days + 1)]
+            assert x["days"] == len(span) and first <= x["from"] <= x["to"] <= last, (key, x)
+            dates += span
+            by_reason[x["reason"]] = by_reason.get(x["reason"], 0) + x["days"]
+        assert dates == sorted(set(dates)), (key, ranges)  # in date order, never overlapping
+        assert len(dates) == r["days_excluded"] and set(dates) <= submitted[key], (key, ranges)
+        assert by_reason == {e["reason"]: e["days"] for e in r["exclusions"]}, (key, ranges)
+        assert never.get(key, set()) <= set(dates), (key, ranges)
+        for a, b in itertools.pairwise(ranges):  # maximal: one reason's run is one range
+            assert not (a["reason"] == b["reason"] and b["from"] == a["to"] + dt.timedelta(days=1)), (key, ranges)
 
 
 # The documents' own ceilings, as a reader of the clauses would use them by hand: Nanning 南府规〔2023〕26号
@@ -175,6 +209,7 @@ def test_billing_invariants(pack_id: str) -> None:
         for r in out.iter_rows(named=True):
             key = (r["person_id"], r["provider_id"], r["care_mode"])
             assert r["days_paid"] <= r["days_submitted"] - never.get(key, 0), (key, r)
+        _check_excluded_ranges(inputs, out, period)
         if pack_id == "nanning":
             home = out.filter(pl.col("care_mode") == "home").group_by("person_id").agg(pl.col("payable_fen").sum())
             assert (home["payable_fen"] <= CAPS_PER_PERSON_MONTH["nanning_home"]).all()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from common.formatting import yuan
 from ltc.demo import DemoSize
-from ltc.formatting import yuan
 from ltc.pipeline import run_demo
 from storage import models as m
 from storage.db import session_scope

@@ -3,25 +3,37 @@ Day 1-7 October off, Saturday 10 October a working day), checked against the cal
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import pytest
 from icalendar import Calendar
 from sqlalchemy import func, select
 
+from common.idvault import check_digit
+from common.settings import get_settings
 from flows.assessment_changes import assessment_changes
 from flows.decide_eligibility import decide_eligibility
 from flows.record_assessments import record_assessments
 from flows.schedule_assessments import schedule_assessments
 from flows.send_reminders import send_reminders
-from ltc.idvault import check_digit
-from ltc.settings import get_settings
 from storage import models as m
 from storage.db import session_scope
+from tasks.calendar import add_working_days, is_working_day, known_year, working_days
 from tasks.intake import load_file
+from tasks.scheduling import (
+    CANCELLED_KEPT_DAYS,
+    book_slots,
+    plan_slots,
+    scheduling_resources,
+    waiting_applications,
+    write_agency_schedules,
+)
 
 AREA = "青秀区"
 HOLIDAYS = {dt.date(2026, 10, d) for d in range(1, 8)}
@@ -150,6 +162,53 @@ def visits() -> list[dict[str, Any]]:
 
 
 OCTOBER = [dt.date(2026, 9, 28) + dt.timedelta(days=i) for i in range(26)]  # 28 Sep .. 23 Oct, every day
+CHINA = "Asia/Shanghai"
+
+
+def schedule_files(agency: str) -> tuple[list[dict[str, str]], Calendar]:
+    folder = get_settings().home / "schedules"
+    with (folder / f"{agency}.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows, Calendar.from_ical((folder / f"{agency}.ics").read_bytes())
+
+
+def assert_files_agree(agency: str) -> bool:
+    """The agency's CSV and calendar show the same visits, at the same times, and nothing is left half-written."""
+    rows, cal = schedule_files(agency)
+    in_csv = {(r["application_id"], r["date"], r["time"]) for r in rows}
+    in_ics = {
+        (str(e["UID"]).split("-")[0], f"{e['DTSTART'].dt:%Y-%m-%d}", f"{e['DTSTART'].dt:%H:%M}")
+        for e in cal.walk("VEVENT")
+        if str(e["STATUS"]) == "CONFIRMED"
+    }
+    assert in_csv == in_ics
+    assert not [p.name for p in (get_settings().home / "schedules").iterdir() if p.name.startswith(".")]
+    return True
+
+
+def calendar_program(held: dict[str, dict[str, Any]], cal: Calendar) -> dict[str, dict[str, Any]]:
+    """What a calendar program keeps after importing a file: an event of a new UID is added, one whose SEQUENCE
+    is higher than the one it holds replaces it, and a cancelled one removes it."""
+    for e in cal.walk("VEVENT"):
+        uid, sequence = str(e["UID"]), int(e["SEQUENCE"])
+        if uid in held and held[uid]["sequence"] >= sequence:
+            continue
+        if str(e["STATUS"]) == "CANCELLED":
+            held.pop(uid, None)
+        else:
+            held[uid] = {"sequence": sequence, "start": e["DTSTART"].dt}
+    return held
+
+
+def scheduled_in_record(agency: str) -> dict[str, dt.datetime]:
+    """Each scheduled visit of the agency in the record: its UID and start in China's time."""
+    return {
+        f"{v['app']}-{v['seq']}@ltc-claims": dt.datetime.combine(
+            v["day"], dt.time.fromisoformat(v["at"]), ZoneInfo(CHINA)
+        )
+        for v in visits()
+        if v["agency"] == agency and v["status"] == "scheduled"
+    }
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -189,6 +248,18 @@ def test_500_applications_in_a_holiday_month(backend: str, tmp_path: Path) -> No
     events = [c for c in ics.walk("VEVENT")]
     assert len(events) == sum(1 for v in placed if v["agency"] == "AG1")
     assert {e.get("dtstart").dt.date() for e in events} <= {v["day"] for v in placed}
+    assert [str(tz["TZID"]) for tz in ics.walk("VTIMEZONE")] == [CHINA]
+    at = {(v["app"], v["seq"]): (v["day"], v["at"]) for v in placed}
+    for e in events:
+        start = e["DTSTART"]
+        assert start.params["TZID"] == CHINA and start.dt.utcoffset() == dt.timedelta(hours=8)
+        app, seq = str(e["UID"]).removesuffix("@ltc-claims").rsplit("-", 1)
+        assert (start.dt.date(), f"{start.dt:%H:%M}") == at[(app, int(seq))]
+        assert e["DTEND"].dt - start.dt == dt.timedelta(minutes=90)  # the default length of a visit
+        stamp = e["DTSTAMP"].dt  # when the file was written, in UTC; never the visit's day
+        assert stamp.utcoffset() == dt.timedelta(0) and abs(dt.datetime.now(dt.UTC) - stamp) < dt.timedelta(hours=1)
+        assert (int(e["SEQUENCE"]), str(e["STATUS"])) == (0, "CONFIRMED")
+    assert assert_files_agree("AG1") and assert_files_agree("AG2")
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -221,6 +292,7 @@ def test_cancellation_and_no_show_lead_to_new_slots_and_two_notices(backend: str
     world(tmp_path, 4, [dt.date(2026, 10, 12)])
     schedule_assessments("nanning")
     before = {v["app"]: v for v in visits()}
+    calendars = {a: calendar_program({}, schedule_files(a)[1]) for a in {v["agency"] for v in before.values()}}
     events = _csv(
         tmp_path / "events.csv",
         ["application_id", "event", "reported_on", "reported_by", "note"],
@@ -248,6 +320,30 @@ def test_cancellation_and_no_show_lead_to_new_slots_and_two_notices(backend: str
     with session_scope() as s:
         held = s.scalar(select(func.count()).select_from(m.SlotBooking))
     assert held == 4  # the two released slots are free again: one booking per live visit
+
+    # Each agency's calendar program imports the new file: the visits that no longer happen are cancelled (their
+    # sequence raised in the record and in the file), the new ones added, the others left as they were.
+    gone = {f"{app}-1@ltc-claims" for app in ("A0001", "A0002")}
+    for agency in {v["agency"] for v in after} - set(calendars):
+        calendars[agency] = {}  # an agency with its first visits: a calendar of its own
+    for agency, held_events in calendars.items():
+        _, cal = schedule_files(agency)
+        cancelled = {str(e["UID"]): int(e["SEQUENCE"]) for e in cal.walk("VEVENT") if str(e["STATUS"]) == "CANCELLED"}
+        assert cancelled == {uid: 1 for uid in gone if uid in held_events}
+        assert {uid: e["start"] for uid, e in calendar_program(held_events, cal).items()} == scheduled_in_record(agency)
+        assert assert_files_agree(agency)
+    with session_scope() as s:
+        assert sorted(
+            s.execute(select(m.Assessment.application_id, m.Assessment.sequence, m.Assessment.calendar_sequence))
+        ) == [("A0001", 1, 1), ("A0001", 2, 0), ("A0002", 1, 1), ("A0002", 2, 0), ("A0003", 1, 0), ("A0004", 1, 0)]
+    # A cancelled visit stays in the file, as cancelled, for CANCELLED_KEPT_DAYS after the change, then goes.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=CANCELLED_KEPT_DAYS + 1)
+    write_agency_schedules.fn("nanning", now=later)
+    for agency in calendars:
+        _, cal = schedule_files(agency)
+        assert {str(e["STATUS"]) for e in cal.walk("VEVENT")} <= {"CONFIRMED"}
+        assert {str(e["UID"]) for e in cal.walk("VEVENT")} == set(scheduled_in_record(agency))
+
     again = assessment_changes(str(events), "nanning")
     assert again["outcomes"] == {} and len(visits()) == len(after)
 
@@ -283,6 +379,7 @@ def test_an_objection_in_the_publicity_period_brings_other_assessors_and_the_fir
     load_file("contributions", _csv(tmp_path / "c.csv", list(contributions[0]), contributions))
     schedule_assessments("nanning")
     (first,) = [v for v in visits() if v["app"] == "A0001"]
+    calendar = calendar_program({}, schedule_files(first["agency"])[1])
 
     bad = _result(tmp_path, "bad.csv", first, 3, first["day"] + dt.timedelta(days=3), assessor_ids="AG1-E2")
     record_assessments(str(bad), "nanning")
@@ -316,6 +413,14 @@ def test_an_objection_in_the_publicity_period_brings_other_assessors_and_the_fir
     old, new = [v for v in visits() if v["app"] == "A0001"]
     assert old["status"] == "objected" and new["status"] == "scheduled"
     assert not set(old["assessors"].split(";")) & set(new["assessors"].split(";"))
+    # The agency's calendar gains the new visit; the first one took place and stays as it was.
+    if new["agency"] == first["agency"]:
+        calendar = calendar_program(calendar, schedule_files(new["agency"])[1])
+        assert set(calendar) == {"A0001-1@ltc-claims", "A0001-2@ltc-claims"}
+        assert calendar["A0001-2@ltc-claims"]["start"] == scheduled_in_record(new["agency"])["A0001-2@ltc-claims"]
+    else:
+        assert set(calendar_program(calendar, schedule_files(first["agency"])[1])) == {"A0001-1@ltc-claims"}
+        assert set(calendar_program({}, schedule_files(new["agency"])[1])) == {"A0001-2@ltc-claims"}
     assert decide_eligibility("nanning", published + dt.timedelta(days=30))["decided"] == 0  # nothing stands
 
     second_published = new["day"] + dt.timedelta(days=3)
@@ -366,3 +471,161 @@ def test_reminders_go_out_the_working_day_before(backend: str, tmp_path: Path) -
     assert send_reminders("nanning", dt.date(2026, 10, 9))["reminders"] == 3
     assert send_reminders("nanning", dt.date(2026, 10, 9))["reminders"] == 3  # the same three, not sent twice
     assert len(_notices("assessment_reminder")) == 3
+
+
+def test_working_days_come_from_the_calendar_once_and_fall_back_to_weekdays() -> None:
+    day = dt.date(2026, 1, 1)
+    while day.year == 2026:
+        assert is_working_day(day) == chinese_calendar.is_workday(day), day
+        day += dt.timedelta(days=1)
+    assert known_year(dt.date(2026, 6, 1)) and not known_year(dt.date(2027, 6, 1))  # not yet published
+    assert [d.isoformat() for d in working_days(dt.date(2026, 12, 30), dt.date(2027, 1, 5))] == [
+        "2026-12-30",
+        "2026-12-31",
+        "2027-01-01",  # the fallback: Monday to Friday
+        "2027-01-04",
+        "2027-01-05",
+    ]
+    assert add_working_days(dt.date(2026, 9, 30), 1) == dt.date(2026, 10, 8)  # over National Day
+    assert add_working_days(dt.date(2026, 10, 9), 1) == MAKE_UP_DAY
+    assert add_working_days(dt.date(2026, 10, 3), 0) == dt.date(2026, 10, 8)
+    assert add_working_days(dt.date(2026, 12, 31), 2) == dt.date(2027, 1, 4)
+
+
+def _applicants(folder: Path, numbers: range, area: str, received: dt.date, name: str) -> None:
+    """Persons of the area and their applications (provider H002), all received on one day."""
+    persons = [
+        {
+            "person_id": f"P{i:04d}",
+            "name": f"申请人{i}",
+            "id_number": _id_number(i),
+            "jurisdiction": "nanning",
+            "area": area,
+            "insurance_type": "employee",
+            "contribution_base": "5000.00",
+        }
+        for i in numbers
+    ]
+    load_file("persons", _csv(folder / f"{name}-persons.csv", list(persons[0]), persons))
+    apps = [
+        {
+            "application_id": f"A{i:04d}",
+            "person_id": f"P{i:04d}",
+            "received_on": received,
+            "disabled_since": "2025-01-01",
+            "care_mode": "institutional",
+            "provider_id": "H002",
+        }
+        for i in numbers
+    ]
+    load_file("applications", _csv(folder / f"{name}-applications.csv", list(apps[0]), apps))
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_an_agency_is_given_no_visit_outside_its_working_hours(backend: str, tmp_path: Path) -> None:
+    """AG3 says it makes 12 visits a day, but with three assessors (one team of two) and its hours, 08:30 to
+    12:00 with visits of an hour, it can make three. It is given three a day; the other agencies are scheduled
+    as before; hours that cannot hold one visit are refused at load, naming the file, row and field."""
+    world(tmp_path, 6, [dt.date(2026, 10, 12)])
+    header = ["agency_id", "name", "jurisdiction", "area", "capacity_per_day", "contract_start"]
+    header += ["day_starts_at", "day_ends_at", "visit_minutes"]
+    agencies = _csv(
+        tmp_path / "more-agencies.csv",
+        header,
+        [
+            {
+                "agency_id": "AG3",
+                "name": "第三评估中心",
+                "jurisdiction": "nanning",
+                "area": "江南区",
+                "capacity_per_day": 12,
+                "contract_start": "2026-01-01",
+                "day_starts_at": "08:30",
+                "day_ends_at": "12:00",
+                "visit_minutes": 60,
+            },
+            {
+                "agency_id": "AG4",
+                "name": "第四评估中心",
+                "jurisdiction": "nanning",
+                "area": "江南区",
+                "capacity_per_day": 5,
+                "contract_start": "2026-01-01",
+                "day_starts_at": "17:00",  # the default end, 17:30, leaves no room for a visit of 90 minutes
+            },
+        ],
+    )
+    report = load_file("agencies", agencies)
+    assert (report.accepted, report.quarantined) == (1, 1)
+    assert [(e["file"], e["line"], e["field"]) for e in report.errors] == [(str(agencies), 3, "day_ends_at")]
+    assert "no time for one visit" in report.errors[0]["reason"]
+    staff = [{"assessor_id": f"AG3-E{k}", "agency_id": "AG3", "name": f"评估员3{k}"} for k in (1, 2, 3)]
+    load_file("assessors", _csv(tmp_path / "more-assessors.csv", list(staff[0]), staff))
+    _applicants(tmp_path, range(101, 131), "江南区", dt.date(2026, 10, 12), "jiangnan")
+
+    out = schedule_assessments("nanning")
+    assert (out["scheduled"], out["flagged"]) == (36, 1)
+    assert out["capacity"] == [
+        "agency AG3: capacity 12 a day does not fit between 08:30 and 12:00 (60 minutes a visit) with 3 "
+        "assessor(s) (1 team(s) of 2); it is given at most 3 visits a day"
+    ]
+    assert out["outside_hours"] == []
+    placed = visits()
+    ag3 = [v for v in placed if v["agency"] == "AG3"]
+    assert len(ag3) == 30
+    per_day: dict[dt.date, list[str]] = {}
+    for v in ag3:
+        per_day.setdefault(v["day"], []).append(v["at"])
+    assert all(sorted(times) == ["08:30", "09:30", "10:30"] for times in per_day.values())
+    assert len(per_day) == 10 and all(is_working_day(d) for d in per_day)
+    others = [v for v in placed if v["agency"] != "AG3"]
+    assert len(others) == 6 and all("09:00" <= v["at"] <= "15:00" for v in others)  # 09:00-17:30, 90 minutes
+    for agency in {v["agency"] for v in placed}:
+        assert assert_files_agree(agency)
+    _, cal = schedule_files("AG3")
+    assert {e["DTEND"].dt - e["DTSTART"].dt for e in cal.walk("VEVENT")} == {dt.timedelta(minutes=60)}
+
+    # A visit booked before hours were kept (at 25:30, as they once were) neither stops the run nor the files;
+    # the run names it, for an operator to move.
+    with session_scope() as s:
+        visit = s.scalars(select(m.Assessment).where(m.Assessment.application_id == "A0130")).one()
+        visit.starts_at = "25:30"
+    again = schedule_assessments("nanning")
+    assert again["scheduled"] == 0 and len(again["outside_hours"]) == 1 and "A0130/1" in again["outside_hours"][0]
+    _, cal = schedule_files("AG3")
+    (late,) = [e for e in cal.walk("VEVENT") if str(e["UID"]).startswith("A0130-")]
+    assert late["DTSTART"].dt.replace(tzinfo=None) == dt.datetime.combine(visit.scheduled_on, dt.time(1, 30)) + (
+        dt.timedelta(days=1)
+    )
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_two_runs_at_once_never_give_a_slot_or_an_assessor_twice(backend: str, tmp_path: Path) -> None:
+    """One run plans sixty applications received on Saturday 10 October (a make-up working day). Thirty more, for
+    provider H002 (so only AG1 can take them) and received the day before, arrive, and a second run plans all
+    ninety from the same record: it gives the newcomers the 10 October slots and then AG1's first slots of
+    Monday 12 October, which the first run gave to others. Both book at the same time. Whichever comes second
+    books only what is still free and leaves the rest waiting; the next run places it."""
+    world(tmp_path, 60, [MAKE_UP_DAY])
+    first = plan_slots.fn(waiting_applications.fn("nanning"), scheduling_resources.fn("nanning"), "nanning")
+    _applicants(tmp_path, range(201, 231), AREA, dt.date(2026, 10, 9), "earlier")
+    second = plan_slots.fn(waiting_applications.fn("nanning"), scheduling_resources.fn("nanning"), "nanning")
+    assert first.height == 61 and second.height == 91
+    with ThreadPoolExecutor(2) as pool:
+        (b0, c0), (b1, c1) = ((r["booked"], r["conflicts"]) for r in pool.map(book_slots.fn, [first, second]))
+    if b1 == 90:  # the second run booked first: the first finds its applications scheduled
+        assert (b0, c0, c1) == (0, 0, 0)
+    else:  # the first run booked first: the second books the newcomers whose slots are still free
+        assert (b0, c0) == (60, 0) and b1 + c1 == 30 and c1 > 0
+
+    def no_double_booking() -> list[dict[str, Any]]:
+        placed = visits()
+        assert len({v["app"] for v in placed}) == len(placed)  # one visit per application
+        assert len({(v["agency"], v["day"], v["slot"]) for v in placed}) == len(placed)
+        times = [(x, v["day"], v["at"]) for v in placed for x in v["assessors"].split(";")]
+        assert len(set(times)) == len(times)
+        return placed
+
+    no_double_booking()
+    schedule_assessments("nanning")
+    assert len(no_double_booking()) == 90

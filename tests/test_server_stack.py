@@ -26,13 +26,13 @@ from conftest import RealPrefectServer, free_port, stop_process_group
 from sqlalchemy import func, select
 from test_approval import code_for
 
+from common.settings import get_settings
 from deployments.automations import AUTOMATIONS_YAML
 from deployments.serve import PREFECT_YAML, deployments
 from flows.bill_month import bill_month
 from flows.naming import TIMEZONE, last_month
 from ltc.demo import DemoSize, month_files
 from ltc.pipeline import run_demo
-from ltc.settings import get_settings
 from rules.engine import RulesError
 from storage import models as m
 from storage.db import session_scope

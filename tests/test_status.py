@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from common.formatting import yuan
 from ltc.cli import app
 from ltc.demo import DemoSize
-from ltc.formatting import yuan
 from ltc.pipeline import run_demo
 from ltc.status import review, status
 from storage import models as m

@@ -59,7 +59,7 @@ def test_upsert_on_a_natural_key_updates_instead_of_duplicating(backend: str) ->
 def test_bulk_upsert_copies_defaults_and_updates_only_the_columns_given(backend: str) -> None:
     import polars as pl
 
-    from ltc import idvault
+    from common import idvault
     from storage.bulk import bulk_upsert
 
     people = pl.DataFrame(
@@ -104,7 +104,7 @@ def test_the_migration_encrypts_id_numbers_already_on_record(backend: str) -> No
     other tables' rows that point at the person survive (SQLite drops the column in place)."""
     from sqlalchemy import text
 
-    from ltc import idvault
+    from common import idvault
     from storage.db import get_engine
 
     def run(step: str, rev: str) -> None:

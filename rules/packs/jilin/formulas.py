@@ -5,10 +5,15 @@ Every number comes from the pack's parameters, resolved on the date the rule is 
 contribution, the day an application was received, the day care was given (the annual cap on 1 January of the year).
 
 Enrolment history (二(六)): `inputs["contributions"]` holds one row per person and period, `YYYY-MM` (employee-policy
-members) or `YYYY` (resident-policy members, a whole year). A period is *insured* when paid in full no later than
-`enrolment.continuity_grace_months` after it ends; paid later it is a lapsed period made good (补缴); unpaid, or
-missing between two insured periods, it is lapsed. A first enrolment after the scheme start counts as a lapse from
-the start (二(六)2). A lapse counts as its months / 12 rounded up (不足1年的按1年计算).
+members) or `YYYY` (resident-policy members, a whole year). A period falls due when it ends. A gap, begun by a
+period not paid when it falls due, is *insured* time when made good no later than `enrolment.continuity_grace_months`
+after its first period ends; otherwise the whole gap is a lapse, and its periods paid later are arrears made good
+(补缴), which shorten the waiting period but are not insured time (二(六)3); unpaid, or missing, they stay lapsed. A
+first enrolment after the scheme start counts as a lapse from the start (二(六)2). A lapse counts as its months / 12
+rounded up (不足1年的按1年计算).
+
+The formulas are in force from the pack's date of effect (`pack.valid_from`), which the draft does not fix: an
+operator sets it, and the scheme start, in the override file.
 """
 
 from __future__ import annotations
@@ -20,14 +25,22 @@ from typing import Any
 import polars as pl
 
 from rules.common import LINE_KEYS, care_day_status, claim_lines, dues_long, finish, times_half_up
-from rules.engine import Pack, RulesError, period_bounds, with_params
-from rules.formulas import formula
+from rules.engine import OVERRIDES_ENV, VALID_FROM, Pack, RulesError, period_bounds, with_params
+from rules.formulas import DATE_OF_EFFECT, formula
 from rules.inputs import OUTPUT_CLAIMS, OUTPUT_DECISIONS, PAYERS
 
 PACK = "jilin"
 HOME_COMMUNITY = ["home", "community"]
 CARER_KINDS = ["carer_trained", "carer_untrained"]
 READINGS = ("reenrolment_from", "lapse_months_from")
+# What a decision counted, beside the contract's columns (see `eligibility`).
+DECISION_DETAILS: dict[str, Any] = {
+    "waiting_days": pl.Int64,
+    "waiting_from": pl.Date,
+    "lapsed_years": pl.Int64,
+    "repaid_years": pl.Int64,
+    "continuous_years": pl.Int64,
+}
 
 
 def _bp(value: Any) -> int:
@@ -59,7 +72,7 @@ def _year_bounds(period: str) -> tuple[dt.date, dt.date]:
 # --- contributions -------------------------------------------------------------------------------------------------
 
 
-@formula(PACK, "contributions_due", since="2026-01-01")
+@formula(PACK, "contributions_due", since=DATE_OF_EFFECT)
 def contributions_due(persons: pl.DataFrame, pack: Pack, period: str) -> pl.DataFrame:
     """二(三)1-5: dues by who pays, each share rounded half-up to the fen.
 
@@ -120,7 +133,8 @@ def _resident_dues(persons: pl.DataFrame, pack: Pack, period: str) -> pl.DataFra
     members = persons.filter(pl.col("insurance_type").is_in(yearly) & ~minor & alive)
     wide = members.with_columns(
         individual=pl.when(full_subsidy).then(0).otherwise(own),
-        government_subsidy=pl.when(full_subsidy).then(own + government).otherwise(government),
+        medical_assistance=pl.when(full_subsidy).then(own).otherwise(0),
+        government=government,
     )
     return dues_long(wide, period)
 
@@ -134,10 +148,18 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
     Payments made after `as_of` are not known on that day. `keys` columns: key, person_id, as_of, floor (where a
     late first enrolment's lapse begins; null if it does not count), grace (months), pen_from, inc_from (dates),
     reading, part_year (bool: a part year counts as a year).
-    Returns per key: enrolled (insured at as_of), pen_years (all penalised lapses' years), reenrol (first day of the
-    last penalised re-enrolment), lapse_years, unrepaid_years and repaid_years (whole years paid back) of that
-    lapse, run_years (full continuous years of
-    the current run counted from inc_from; 0 when no longer insured at as_of).
+
+    Each month up to `as_of` is insured, lapsed or not yet due. A month falls due at the end of its period. A gap
+    begins with a month not paid when it falls due; it is made good when paid no later than `grace` months after
+    that month's period ends. A gap not made good by then is a lapse, and so is every later month of it: a month
+    not paid when it falls due while the month before is still unpaid, and that month lapsed. Arrears of a lapse
+    paid later (补缴) do not make it insured time; they count only as months paid back. A month unpaid whose grace
+    has not run out at `as_of`, outside a lapse, is not (yet) a lapse.
+
+    Returns per key: enrolled (insured at as_of: an insured month and no lapse after it), pen_years (all penalised
+    lapses' years), reenrol (first day of the last penalised re-enrolment), lapse_years, unrepaid_years and
+    repaid_years (whole years paid back) of that lapse, run_years (full continuous years of the current run counted
+    from inc_from; 0 when no longer insured at as_of).
     """
     out_schema = {
         "key": pl.Utf8,
@@ -167,48 +189,84 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
         inc_mi=_month_index(pl.col("inc_from")),
         floor_mi=_month_index(pl.col("floor")),
     )
-    deadline = _month_end(pl.col("end") + pl.col("grace"))
+    known = pl.col("paid_full") & (pl.col("paid_on").is_null() | (pl.col("paid_on") <= pl.col("as_of")))
+
+    def paid_by(day: str) -> pl.Expr:
+        return pl.col("paid") & (pl.col("paid_on").is_null() | (pl.col("paid_on") <= pl.col(day)))
+
     status = (
         k.select("key", "person_id", "as_of", "as_of_mi", "grace")
         .join(rows, on="person_id")
         .filter(pl.col("mi") <= pl.col("as_of_mi"))
-        .with_columns(paid=pl.col("paid_full") & (pl.col("paid_on").is_null() | (pl.col("paid_on") <= pl.col("as_of"))))
-        .with_columns(on_time=pl.col("paid") & (pl.col("paid_on").is_null() | (pl.col("paid_on") <= deadline)))
-        .with_columns(late=pl.col("paid") & ~pl.col("on_time"))
+        .with_columns(paid=known, due=_month_end(pl.col("end")), deadline=_month_end(pl.col("end") + pl.col("grace")))
+        .with_columns(
+            punctual=paid_by("due"),
+            in_grace=paid_by("deadline"),
+            undated=pl.col("paid") & pl.col("paid_on").is_null(),
+        )
         .group_by("key", "mi")
-        .agg(on_time=pl.col("on_time").any(), late=pl.col("late").any())
-        .with_columns(late=pl.col("late") & ~pl.col("on_time"))
+        .agg(
+            paid=pl.col("paid").any(),
+            punctual=pl.col("punctual").any(),
+            in_grace=pl.col("in_grace").any(),
+            undated=pl.col("undated").any(),
+            paid_at=pl.col("paid_on").filter(pl.col("paid")).min(),
+            due=pl.col("due").min(),
+            deadline=pl.col("deadline").min(),
+        )
     )
-    span = (
-        status.group_by("key")
-        .agg(first_mi=pl.col("mi").min(), last_on=pl.col("mi").filter(pl.col("on_time")).max())
-        .filter(pl.col("last_on").is_not_null())
-        .join(k, on="key")
-        .with_columns(origin=pl.min_horizontal("first_mi", pl.col("floor_mi").fill_null(pl.col("first_mi"))))
-    )
-    if span.is_empty():
+    first = status.group_by("key").agg(first_mi=pl.col("mi").min())
+    if first.is_empty():
         return keys.select("key").join(pl.DataFrame(schema=out_schema), on="key", how="left").pipe(_history_defaults)
     months = (
-        span.with_columns(mi=pl.int_ranges("origin", pl.col("last_on") + 1))
+        first.join(k, on="key")
+        .with_columns(origin=pl.min_horizontal("first_mi", pl.col("floor_mi").fill_null(pl.col("first_mi"))))
+        .with_columns(mi=pl.int_ranges("origin", pl.col("as_of_mi") + 1))
         .explode("mi")
-        .select("key", "mi", "pen_mi", "inc_mi", "reading", "part_year")
+        .select("key", "mi", "as_of", "grace", "pen_mi", "inc_mi", "reading", "part_year")
         .join(status, on=["key", "mi"], how="left")
-        .with_columns(pl.col("on_time").fill_null(False), pl.col("late").fill_null(False))
+        .with_columns(
+            pl.col("paid", "punctual", "in_grace", "undated").fill_null(False),
+            pl.col("due").fill_null(_month_end(pl.col("mi"))),
+            pl.col("deadline").fill_null(_month_end(pl.col("mi") + pl.col("grace"))),
+        )
+        .with_columns(pl.when(pl.col("undated")).then(None).otherwise(pl.col("paid_at")).alias("paid_at"))
         .sort("key", "mi")
     )
-    prev = pl.col("on_time").shift(1).over("key")
-    months = months.with_columns(
-        run=(prev.is_null() | (prev != pl.col("on_time"))).cast(pl.Int64).cum_sum().over("key")
+    as_of = pl.col("as_of")
+    # Not paid when it fell due; not made good within the grace of its own period.
+    behind = ~pl.col("punctual") & (pl.col("paid") | (pl.col("due") < as_of))
+    missed = ~pl.col("in_grace") & (pl.col("paid") | (pl.col("deadline") < as_of))
+    # The month before was still unpaid when this one fell due (the same gap goes on).
+    prev_paid, prev_at = pl.col("paid").shift(1).over("key"), pl.col("paid_at").shift(1).over("key")
+    same_gap = prev_paid.is_not_null() & (~prev_paid | (prev_at.is_not_null() & (prev_at > pl.col("due"))))
+    months = (
+        months.with_columns(gap=(~(behind & same_gap)).cast(pl.Int64).cum_sum().over("key"))
+        .with_columns(lapsed=missed.cast(pl.Int64).cum_max().over("key", "gap") > 0)
+        .with_columns(insured=pl.col("paid") & ~pl.col("lapsed"))
     )
+    span = (
+        months.group_by("key")
+        .agg(
+            last_on=pl.col("mi").filter(pl.col("insured")).max(),
+            last_lapsed=pl.col("mi").filter(pl.col("lapsed")).max(),
+        )
+        .filter(pl.col("last_on").is_not_null())
+        .with_columns(enrolled=pl.col("last_lapsed").is_null() | (pl.col("last_lapsed") < pl.col("last_on")))
+    )
+    months = months.join(span.select("key", "last_on"), on="key").filter(pl.col("mi") <= pl.col("last_on"))
+    prev = pl.col("lapsed").shift(1).over("key")
+    months = months.with_columns(run=(prev.is_null() | (prev != pl.col("lapsed"))).cast(pl.Int64).cum_sum().over("key"))
     after = pl.col("mi") >= pl.col("pen_mi")
+    unpaid = ~pl.col("paid")
     runs = months.group_by("key", "run").agg(
-        on_time=pl.col("on_time").first(),
+        lapsed=pl.col("lapsed").first(),
         end=pl.col("mi").max(),
         months=pl.len().cast(pl.Int64),
-        unpaid=(~pl.col("late")).sum().cast(pl.Int64),
+        unpaid=unpaid.sum().cast(pl.Int64),
         months_after=after.sum().cast(pl.Int64),
-        unpaid_after=(after & ~pl.col("late")).sum().cast(pl.Int64),
-        counted=(pl.col("on_time") & (pl.col("mi") >= pl.col("inc_mi"))).sum().cast(pl.Int64),
+        unpaid_after=(after & unpaid).sum().cast(pl.Int64),
+        counted=(pl.col("insured") & (pl.col("mi") >= pl.col("inc_mi"))).sum().cast(pl.Int64),
         pen_mi=pl.col("pen_mi").first(),
         reading=pl.col("reading").first(),
         part_year=pl.col("part_year").first(),
@@ -220,7 +278,7 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
     by_months = pl.col("reading") == "lapse_months_from"
     from_reenrol = pl.col("end") + 1 >= pl.col("pen_mi")
     lapses = (
-        runs.filter(~pl.col("on_time"))
+        runs.filter(pl.col("lapsed"))
         .with_columns(
             pen_months=pl.when(by_months).then("months_after").when(from_reenrol).then("months").otherwise(0),
             pen_unpaid=pl.when(by_months).then("unpaid_after").when(from_reenrol).then("unpaid").otherwise(0),
@@ -229,7 +287,7 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
         .with_columns(
             lapse_years=years(pl.col("pen_months")),
             unrepaid_years=years(pl.col("pen_unpaid")),
-            # 二(六)3 每补缴1年可减少30天: only whole years paid back count.
+            # 二(六)3 每补缴1年可减少30天: whole years of months paid back count, whichever months they are.
             repaid_years=(pl.col("pen_months") - pl.col("pen_unpaid")) // 12,
         )
         .sort("key", "end")
@@ -244,7 +302,7 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
     )
     current = runs.sort("key", "run").group_by("key").agg(run_years=pl.col("counted").last() // 12)
     enrolled = (
-        span.select("key", enrolled=_month_end(pl.col("last_on") + 1 + pl.col("grace")) >= pl.col("as_of"))
+        span.select("key", "enrolled")
         .join(current, on="key")
         .with_columns(run_years=pl.when("enrolled").then("run_years").otherwise(0))
     )
@@ -274,6 +332,13 @@ def _history_keys(frame: pl.DataFrame, key: str, as_of: pl.Expr, pack: Pack, on:
     if reading not in READINGS:
         raise RulesError(f"penalties.reading must be one of {', '.join(READINGS)}, not {reading!r}")
     start = pack.param("scheme.start_date").at(on)
+    if start > pack.valid_from:
+        raise RulesError(
+            f"scheme.start_date {start.isoformat()} ({pack.param('scheme.start_date').entry(on).source}) is after "
+            f"pack {pack.id}'s date of effect {pack.valid_from.isoformat()}: the scheme starts no later than the "
+            f"rules apply; set scheme.start_date in the override file ({OVERRIDES_ENV}/{pack.id}.yaml), dated on the "
+            f"date of effect"
+        )
     inc_from = max(start, pack.param("incentives.not_before").at(on))
     minor_age = int(pack.param("coverage.minors_follow_parents_under_age").at(on))
     adult = pl.col("birth_date").dt.offset_by(f"{minor_age}y")
@@ -300,7 +365,7 @@ def _history_keys(frame: pl.DataFrame, key: str, as_of: pl.Expr, pack: Pack, on:
 # --- eligibility ---------------------------------------------------------------------------------------------------
 
 
-@formula(PACK, "eligibility", since="2026-01-01")
+@formula(PACK, "eligibility", since=DATE_OF_EFFECT)
 def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
     """二(一), 二(四)1, 二(五), 二(六)3: who may receive benefits, from when, and every reason why not.
 
@@ -309,10 +374,16 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
     waiting period (fixed days + days per lapsed year - days per year made good, at least the floor after a long
     lapse); benefits start on the later of the start day and the end of the waiting period, and WAITING_PERIOD is
     listed (the application is approved) while the waiting period is not over on the day of the conclusion.
+
+    Besides the contract's columns, each decision says what it counted (`DECISION_DETAILS`): on an approval after a
+    lapse, the waiting period's length in days (`waiting_days`, null where none applies), the day it counts from
+    (`waiting_from`, the first day of the re-enrolment), the years lapsed and the whole years paid back it rests on;
+    and on every decision the full years of continuous enrolment counted on the day of application
+    (`continuous_years`, 二(六)1: from the scheme start, not before 2022, restarting after a lapse).
     """
     apps = inputs["apps"]
     if apps.is_empty():
-        return pl.DataFrame(schema=OUTPUT_DECISIONS)
+        return pl.DataFrame(schema={**OUTPUT_DECISIONS, **DECISION_DETAILS})
     days = apps.select(pl.col("received_on").unique()).to_series().to_list()
     for d in days:
         pack.check_date(d)
@@ -374,6 +445,7 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
         [pl.when(cond).then(pl.lit(code)).otherwise(pl.lit(None, dtype=pl.Utf8)) for code, cond in checks.items()]
     ).list.drop_nulls()
     f = f.with_columns(_refusals=refusals).with_columns(approved=pl.col("_refusals").list.len() == 0)
+    waits = pl.when(pl.col("approved") & pl.col("_wait_days").is_not_null())
     waiting_open = (
         pl.col("approved")
         & pl.col("_wait_end").is_not_null()
@@ -390,13 +462,18 @@ def eligibility(inputs: dict[str, pl.DataFrame], pack: Pack) -> pl.DataFrame:
         .then(pl.concat_list(pl.col("_refusals"), pl.lit(["WAITING_PERIOD"])))
         .otherwise(pl.col("_refusals"))
         .alias("reason_codes"),
+        waiting_days=waits.then(pl.col("_wait_days")),
+        waiting_from=waits.then(pl.col("reenrol")),
+        lapsed_years=waits.then(pl.col("lapse_years")),
+        repaid_years=waits.then(pl.col("repaid_years")),
+        continuous_years=pl.col("run_years").fill_null(0),
     )
 
 
 # --- billing -------------------------------------------------------------------------------------------------------
 
 
-@formula(PACK, "bill", since="2026-01-01")
+@formula(PACK, "bill", since=DATE_OF_EFFECT)
 def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFrame:
     """二(四)2-3, 二(五), 二(六)1, 4-5: a month's care becomes claim lines, one per person, provider and care mode.
 
@@ -579,8 +656,12 @@ def _annual_caps(
         pl.lit("caps.area_disposable_income"),
         pl.when(hc_mode).then(pl.lit("caps.home_community_share")),
         pl.when(pl.col("bonus") > 0).then(pl.lit("incentives.bonus_per_year")),
+        # Continuous years count from the scheme start, not before incentives.not_before (二(六) 末段).
+        pl.when(pl.col("bonus") > 0).then(pl.lit("scheme.start_date")),
+        pl.when(pl.col("bonus") > 0).then(pl.lit("incentives.not_before")),
         pl.when(pl.col("cut") > 0).then(pl.lit("penalties.cap_reduction_per_year")),
         pl.lit("billing.non_care_item_codes"),
+        pl.lit(VALID_FROM),  # the date of effect the month is billed under (an assumption, or the operator's)
     ]
     return lines.with_columns(
         over_cap_fen=pl.col("share") - pl.col("payable_fen"),
@@ -597,7 +678,7 @@ def _fill(amount: pl.Expr, cap: pl.Expr) -> pl.Expr:
 # --- assessment fees -----------------------------------------------------------------------------------------------
 
 
-@formula(PACK, "assessment_fees", since="2026-01-01")
+@formula(PACK, "assessment_fees", since=DATE_OF_EFFECT)
 def assessment_fees(assessments: pl.DataFrame, pack: Pack, on: dt.date) -> pl.DataFrame:
     """三(七): 评估服务费可按规定在长期护理保险基金中列支.
 

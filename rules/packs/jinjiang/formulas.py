@@ -39,12 +39,14 @@ def _year_start(pack: Pack, period: str) -> dt.date:
 
 @formula(PACK, "contributions_due", since=SINCE)
 def contributions_due(persons: pl.DataFrame, pack: Pack, period: str) -> pl.DataFrame:
-    """二(一), 二(二): each covered person's dues for the year, by who pays.
+    """二(一), 二(二): each covered person's dues for the year, by each payer the document names.
 
-    - 职工医保 members: 60 from the medical personal account, 30 from the city budget.
-    - 离休干部 and 一至六级残疾军人: the city budget pays their 60 and the 30 subsidy (90), whatever their insurance.
-    - Other residents: the 60 is collected through the village (村/社区); towards it the city budget pays the
-      village 15 and the town (镇/街道) at least 10; so city 30 + 15, town 10, village the remaining 35.
+    - 职工医保 members: 60 from the medical personal account (`personal_account`), 30 市级财政补助 (`city_budget`).
+    - 离休干部 and 一至六级残疾军人, whatever their insurance: their own 60, 由市财政全额承担 (`government_subsidy`),
+      and the 30 市级财政补助 (`city_budget`).
+    - Other residents: 30 市级财政补助 (`city_budget`); their own 60 is paid by the village (村/社区) collective,
+      towards which 市级财政再按15元补助村（社区）集体 (`city_village_subsidy`) and 各镇（街道）按不少于10元补助
+      (`town_budget`); the village pays what is left (`village`, 35).
     People in none of these groups, or who died before the year, owe nothing.
     """
     on = _year_start(pack, period)
@@ -83,7 +85,9 @@ def contributions_due(persons: pl.DataFrame, pack: Pack, period: str) -> pl.Data
 
     wide = persons.filter((special | employee | resident) & alive).with_columns(
         personal_account=share([(employee, emp_ind)]),
-        city_budget=share([(special, sp_ind + sp_sub), (employee, emp_sub), (resident, res_sub + city_village)]),
+        government_subsidy=share([(special, sp_ind)]),
+        city_budget=share([(special, sp_sub), (employee, emp_sub), (resident, res_sub)]),
+        city_village_subsidy=share([(resident, city_village)]),
         town_budget=share([(resident, town)]),
         village=share([(resident, village)]),
     )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from ltc import idvault
+from common import idvault
 
 revision: str = "0008"
 down_revision: str | None = "0007"

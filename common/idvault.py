@@ -25,8 +25,8 @@ from pathlib import Path
 import polars as pl
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ltc.formatting import mask_id
-from ltc.settings import get_settings
+from common.formatting import mask_id
+from common.settings import get_settings
 
 VERSION = "v1"
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
