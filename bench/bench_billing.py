@@ -48,6 +48,8 @@ import polars as pl
 from sqlalchemy import String, cast, delete, select, text
 from sqlalchemy.orm import Session
 
+from rules.inputs import OUTPUT_CLAIMS
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
@@ -77,16 +79,19 @@ REASONS = (
 LINE_KEY = ["person_id", "provider_id", "care_mode"]
 # A claim line's columns that the reference must give exactly, then its days excluded by reason.
 CLAIM_COLUMNS: dict[str, Any] = {
-    "grade": pl.Int64,
-    "days_submitted": pl.Int64,
-    "days_paid": pl.Int64,
-    "days_excluded": pl.Int64,
-    "submitted_fen": pl.Int64,
-    "gross_fen": pl.Int64,
-    "payable_fen": pl.Int64,
-    "personal_fen": pl.Int64,
-    "over_cap_fen": pl.Int64,
-    "cap_reason": pl.Utf8,
+    c: OUTPUT_CLAIMS[c]
+    for c in (
+        "grade",
+        "days_submitted",
+        "days_paid",
+        "days_excluded",
+        "submitted_fen",
+        "gross_fen",
+        "payable_fen",
+        "personal_fen",
+        "over_cap_fen",
+        "cap_reason",
+    )
 }
 EXCLUDED = [f"x_{r.lower()}" for r in REASONS]
 COMPARED = [*CLAIM_COLUMNS, *EXCLUDED]

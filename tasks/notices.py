@@ -39,6 +39,7 @@ from jinja2 import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from common.channels import SecretMissing, resolve_secret
 from common.faults import failpoint
 from common.formatting import mask_id, yuan
 from common.settings import notify_url_for
@@ -472,31 +473,6 @@ def delivery_url(url: str, notice_id: int, kind: str, recipient_id: str) -> str:
 
 
 EMAIL_SCHEMES = ("mailto", "mailtos")
-
-
-class SecretMissing(LookupError):
-    """A notify URL names a secret that is not there."""
-
-
-def resolve_secret(url: str) -> str:
-    """A recipient's channel as stored, or the secret it names: `env:NAME` is the URL in the environment variable
-    NAME, `block:NAME` the URL in the Prefect Secret block NAME. The record and the repository keep only the
-    name, never the URL with its token; it is read when the notice is sent."""
-    if url.startswith("env:"):
-        name = url[4:]
-        value = os.environ.get(name)
-        if not value:
-            raise SecretMissing(f"environment variable {name} is not set")
-        return value
-    if url.startswith("block:"):
-        from prefect.blocks.system import Secret
-
-        try:
-            block: Any = Secret.load(url[6:], _sync=True)  # type: ignore[call-arg]
-            return str(block.get())
-        except ValueError as e:
-            raise SecretMissing(f"Prefect Secret block {url[6:]!r}: {e}") from None
-    return url
 
 
 def as_html(title: str, body: str) -> str:

@@ -5,37 +5,18 @@
 The Prefect server runs the Automations' notifications itself (so that a late run is reported even when nothing
 serves the flows), so it must know this block type: the project declares this module as a Prefect collection
 (`prefect.collections` entry point in pyproject.toml), which every Prefect process of this environment imports,
-the server included. It imports Prefect and apprise only."""
+the server included. It imports Prefect, apprise and `common.channels` only."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import apprise
 from prefect.blocks.abstract import NotificationBlock, NotificationError
 from pydantic import Field, SecretStr
 
-
-class ChannelSecretMissing(LookupError):
-    pass
-
-
-async def resolve(url: str) -> str:
-    """The URL itself, or the value behind `env:NAME` / `block:NAME`."""
-    if url.startswith("env:"):
-        name = url[4:]
-        value = os.environ.get(name)
-        if not value:
-            raise ChannelSecretMissing(f"the operations channel names {name}, which is not set on the server")
-        return value
-    if url.startswith("block:"):
-        from prefect.blocks.system import Secret
-
-        secret: Any = await Secret.aload(url[6:])
-        return str(secret.get())
-    return url
+from common.channels import resolve_secret
 
 
 class OperationsChannel(NotificationBlock):
@@ -53,7 +34,7 @@ class OperationsChannel(NotificationBlock):
 
     async def notify(self, body: str, subject: str | None = None) -> None:
         try:
-            target = await resolve(self.url.get_secret_value())
+            target = await asyncio.to_thread(resolve_secret, self.url.get_secret_value())
         except Exception as e:
             if self._raise_on_failure:
                 raise NotificationError(log=str(e)) from e

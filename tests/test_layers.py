@@ -20,7 +20,7 @@ MAY_USE = {
     "flows": {"flows", "tasks", "storage", "common", "rules"},
     "deployments": {"deployments", "flows", "tasks", "storage", "common", "rules"},
 }
-NOT_FROM_OUTSIDE = {"rules": {"prefect", "sqlalchemy", "psycopg"}, "common": {"prefect", "sqlalchemy"}}
+NOT_FROM_OUTSIDE = {"rules": {"prefect", "sqlalchemy", "psycopg"}, "common": {"sqlalchemy", "psycopg"}}
 
 
 def imports(path: Path) -> set[str]:
