@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from common import idvault
 from common.formatting import yuan
-from common.settings import notify_url_for
+from common.settings import get_settings, notify_url_for
 from storage import models as m
 from storage.db import session_scope
 from tasks import audit
@@ -78,11 +78,31 @@ def _utc(value: dt.datetime) -> dt.datetime:
 # --- the roster -----------------------------------------------------------------------------------------------
 
 
+class RosterError(ValueError):
+    """An approver who cannot be put on the roster as given."""
+
+
+def check_channel(notify_url: str | None) -> str:
+    """An approver's channel must be their own: their one-time codes must not reach a place that the person who
+    starts a payment run can read too, such as the file outbox every other notice goes to by default."""
+    url = (notify_url or "").strip()
+    if not url:
+        raise RosterError("an approver needs a channel of their own (--notify-url): their approval codes go there")
+    shared = get_settings().default_notify_url
+    if url.rstrip("/") == shared.rstrip("/") or url.startswith(f"{shared.rstrip('/')}?"):
+        raise RosterError(
+            "the shared file outbox cannot carry approval codes (whoever starts a run can read it): give the "
+            "approver a channel of their own"
+        )
+    return url
+
+
 def add_approver(s: Session, name: str, role: str, notify_url: str | None, language: str = "zh_CN") -> m.Approver:
     """Add a person to the roster, or bring them back with new details; audited."""
     key = normal_name(name)
     if not key:
-        raise ValueError("an approver needs a name")
+        raise RosterError("an approver needs a name")
+    notify_url = check_channel(notify_url)
     approver = s.get(m.Approver, key)
     if approver is None:
         approver = m.Approver(name=key, display_name=" ".join(name.split()))
@@ -193,6 +213,7 @@ def issue_codes(
         "started_by": started_by,
     }
     to_send: list[tuple[m.Notice, str, str]] = []
+    failed: dict[str, str] = {}
     with session_scope() as s:
         have = set(
             s.scalars(
@@ -201,9 +222,14 @@ def issue_codes(
                 )
             )
         )
-        issued = []
+        issued = sorted(have)  # codes this run already sent (a retried task sends them once)
         for a in roster(s):
             if a.name == normal_name(started_by) or a.name in have:
+                continue
+            try:
+                channel = check_channel(a.notify_url)
+            except RosterError as e:
+                failed[a.name] = str(e)
                 continue
             code = new_code()
             s.add(
@@ -226,7 +252,7 @@ def issue_codes(
                 kind="payout_approval",
                 recipient_type="approver",
                 recipient_id=a.name[:32],
-                url=notify_url_for(a.notify_url),
+                url=notify_url_for(channel),
                 language=a.language,
                 subject=subject,
                 body=kept,
@@ -249,7 +275,6 @@ def issue_codes(
         )
         s.flush()
         sends = [(n.id, n.url, n.recipient_id, n.dedupe_key, n.language, subj, body) for n, subj, body in to_send]
-    failed: dict[str, str] = {}
     for notice_id, url, recipient, key, language, subject, body in sends:
         error = send_one(notice_id, url, "payout_approval", recipient, subject, body, key, language)
         with session_scope() as s:

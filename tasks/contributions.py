@@ -7,6 +7,7 @@ import polars as pl
 from pandera.typing.polars import DataFrame
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy import delete
 
 from rules import packinfo
 from rules.engine import RulesError, load_pack, period_start
@@ -39,9 +40,16 @@ def compute_dues(persons: pl.DataFrame, jurisdiction: str, period: str) -> DataF
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)
-def write_dues(dues: pl.DataFrame, jurisdiction: str) -> int:
-    """Upsert the dues: a rerun for the same period rewrites the same rows."""
+def write_dues(dues: pl.DataFrame, jurisdiction: str, period: str) -> int:
+    """The period's dues, in place of what an earlier run wrote for it, in one transaction: a rerun for the same
+    period leaves exactly the rows the rules give now (no row of a payer the rules no longer name, or of a person
+    no longer insured). Dues are what is owed; what was paid, and the ledger, come from the contributions file."""
     rows = dues.with_columns(jurisdiction=pl.lit(jurisdiction)).to_dicts()
     with session_scope() as s:
+        s.execute(
+            delete(m.ContributionDue).where(
+                m.ContributionDue.jurisdiction == jurisdiction, m.ContributionDue.period == period
+            )
+        )
         upsert(s, m.ContributionDue, rows, ["person_id", "period", "payer"])
     return len(rows)

@@ -770,12 +770,11 @@ def _replace_together(files: list[tuple[Path, bytes]]) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-    except BaseException:
-        for tmp, _ in temps:
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in temps:  # what was not renamed (a failure on the way) is not left beside the targets
             Path(tmp).unlink(missing_ok=True)
-        raise
-    for tmp, path in temps:
-        os.replace(tmp, path)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)

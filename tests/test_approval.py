@@ -75,10 +75,16 @@ def _april_batches() -> int:
 CODE = re.compile(r"[2-9A-HJ-NP-Z]{5}-[2-9A-HJ-NP-Z]{5}")
 
 
+def own_outbox(name: str) -> str:
+    """An approver's channel of their own here: a file outbox folder that is theirs alone."""
+    return f"outbox://localhost{(get_settings().home / 'approvers' / name).resolve()}"
+
+
 def code_for(name: str) -> str:
-    """The newest approval code delivered to an approver (the file outbox is their channel here)."""
+    """The newest approval code delivered to an approver, in their own outbox folder."""
     files = sorted(
-        get_settings().outbox_dir.glob(f"*-payout_approval-{name}.txt"), key=lambda p: int(p.name.split("-")[0])
+        (get_settings().home / "approvers" / name).glob(f"*-payout_approval-{name}.txt"),
+        key=lambda p: int(p.name.split("-")[0]),
     )
     assert files, f"no approval code was delivered to {name}"
     found = CODE.findall(files[-1].read_text(encoding="utf-8"))
@@ -107,14 +113,15 @@ def test_only_another_rostered_approver_with_their_own_code_releases_the_payout(
     bill_month("nanning", APRIL)
     with session_scope() as s:
         for name, role in [("Li", "基金财务科科长"), ("zhao", "稽核科"), ("wang", "待遇审核科")]:
-            add_approver(s, name, role, None)
+            add_approver(s, name, role, own_outbox(name.lower()))
     seen: set[Any] = set()
 
     # First run, started by wang (on the roster too: he is sent no code for his own run).
     thread, out = _in_background(require_approval=True, started_by="wang")
     run = _paused_run("pay nanning 2026-04", seen)
     li, zhao = code_for("li"), code_for("zhao")
-    assert li != zhao and not list(get_settings().outbox_dir.glob("*-payout_approval-wang.txt"))
+    assert li != zhao and not list(get_settings().home.glob("**/*-payout_approval-wang.txt"))
+    assert not list(get_settings().outbox_dir.glob("*-payout_approval-*"))  # nothing in the shared outbox
     _answer(run, "Wang", li, comment="自己批准")  # the one who started it
     _answer(_paused_run("pay nanning 2026-04", seen), "zhang", zhao)  # not on the roster
     _answer(_paused_run("pay nanning 2026-04", seen), "li", "ABCDE-FGHJK")  # a wrong code
@@ -204,7 +211,20 @@ def test_no_approver_on_the_roster_pays_nothing(backend: str, monkeypatch: pytes
     load_file("care_days", april["care_days"])
     bill_month("nanning", APRIL)
     with session_scope() as s:
-        add_approver(s, "wang", "待遇审核科", None)  # only the person who starts the run
+        add_approver(s, "wang", "待遇审核科", own_outbox("wang"))  # only the person who starts the run
     out = pay_providers("nanning", APRIL, require_approval=True, started_by="wang")
     assert out["approval"] == "not given" and out["batches_created"] == 0 and _april_batches() == 0
     assert [a for a, _ in _audit("payment.approval")][-1] == "payment.approval.no_approver"
+
+
+def test_an_approver_needs_a_channel_of_their_own(backend: str) -> None:
+    """Codes never go where the person who starts a run can read them: no channel, or the shared file outbox, is
+    refused when an approver is added."""
+    from tasks.approval import RosterError
+
+    shared = get_settings().default_notify_url
+    with session_scope() as s:
+        for channel in (None, "", shared, f"{shared}/"):
+            with pytest.raises(RosterError):
+                add_approver(s, "li", "基金财务科科长", channel)
+        assert add_approver(s, "li", "基金财务科科长", "env:LI_MAIL").notify_url == "env:LI_MAIL"

@@ -29,6 +29,12 @@ def test_nanning_dues_by_payer_san_er(backend: str, tmp_path: Path) -> None:
     f.write_text(PERSONS, encoding="utf-8")
     load_file("persons", f)
     first = contributions("nanning", "2026-03")
+    with session_scope() as s:  # a row an earlier reading of the rules wrote (a payer no longer named)
+        s.add(
+            m.ContributionDue(
+                person_id="P1", period="2026-03", payer="individual", amount_fen=1500, jurisdiction="nanning"
+            )
+        )
     contributions("nanning", "2026-03")
     with session_scope() as s:
         rows = sorted((d.person_id, d.payer, d.amount_fen) for d in s.scalars(select(m.ContributionDue)))

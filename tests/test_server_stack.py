@@ -24,7 +24,7 @@ import pytest
 import yaml
 from conftest import RealPrefectServer, free_port, stop_process_group
 from sqlalchemy import func, select
-from test_approval import code_for
+from test_approval import code_for, own_outbox
 
 from common.settings import get_settings
 from deployments.automations import AUTOMATIONS_YAML
@@ -167,7 +167,7 @@ def test_the_servers_scheduler_runs_the_monthly_routine_and_operators_are_told_w
     load_file("care_days", month["care_days"])
     bill_month("nanning", period)
     with session_scope() as s:
-        add_approver(s, "li", "基金财务科科长", None)  # her codes go to the file outbox
+        add_approver(s, "li", "基金财务科科长", own_outbox("li"))  # her codes go to a file outbox of her own
     assert batches(period) == 0
 
     at = next_minute()

@@ -287,8 +287,10 @@ def _history(keys: pl.DataFrame, contributions: pl.DataFrame) -> pl.DataFrame:
         .with_columns(
             lapse_years=years(pl.col("pen_months")),
             unrepaid_years=years(pl.col("pen_unpaid")),
-            # 二(六)3 每补缴1年可减少30天: whole years of months paid back count, whichever months they are.
-            repaid_years=(pl.col("pen_months") - pl.col("pen_unpaid")) // 12,
+            # 二(六)3 每补缴1年可减少30天, with 二(六)1 不足1年的按1年计算，下同: the lapse's years (a part year
+            # counted as a year) less the years still unpaid (likewise), whichever months they are; a lapse paid
+            # back in full is wholly made good.
+            repaid_years=years(pl.col("pen_months")) - years(pl.col("pen_unpaid")),
         )
         .sort("key", "end")
         .group_by("key")
