@@ -149,11 +149,12 @@ def approvers_add(
     name: Annotated[str, typer.Argument(help="the name the approver types in the approval form")],
     role: Annotated[str, typer.Option(help="their role, e.g. 基金财务科科长")],
     notify_url: Annotated[
-        str | None,
+        str,
         typer.Option(
-            help="where their approval codes go: an apprise URL, env:NAME or block:NAME (default: the outbox)"
+            help="where their approval codes go, a channel of their own: an apprise URL, env:NAME or block:NAME "
+            "(not the shared file outbox)"
         ),
-    ] = None,
+    ],
     language: Annotated[str, typer.Option(help="zh_CN or en")] = "zh_CN",
 ) -> None:
     """Add a person to the roster (or update them). Each payout that waits for approval sends them a one-time code."""

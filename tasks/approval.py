@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from common import idvault
 from common.formatting import yuan
 from common.settings import get_settings, notify_url_for
+from rules.errors import UserError
 from storage import models as m
 from storage.db import session_scope
 from tasks import audit
@@ -78,7 +79,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
 # --- the roster -----------------------------------------------------------------------------------------------
 
 
-class RosterError(ValueError):
+class RosterError(UserError):
     """An approver who cannot be put on the roster as given."""
 
 
