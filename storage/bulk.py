@@ -23,10 +23,19 @@ DIRECT_COPY_MIN_ROWS = 50_000
 
 
 def bulk_upsert(
-    session: Session, model: type[Base], frame: pl.DataFrame, keys: Sequence[str], update: bool = True
+    session: Session,
+    model: type[Base],
+    frame: pl.DataFrame,
+    keys: Sequence[str],
+    update: bool = True,
+    analyze: bool = True,
 ) -> int:
     """Insert the frame's rows (columns named as the table's); rows whose natural key exists are updated (or
-    left alone with `update=False`). Returns the number of rows sent."""
+    left alone with `update=False`). Returns the number of rows sent.
+
+    `analyze` (PostgreSQL): refresh the table's statistics after a large write (`ANALYZE_AFTER_ROWS`), for a
+    table that is read by the column's values next (care days after a load). Writers of many parts of one run
+    (billing) leave it to autovacuum: the planner's row counts follow the table's size without it."""
     if frame.is_empty():
         return 0
     table: Table = model.__table__  # type: ignore[assignment]
@@ -37,7 +46,7 @@ def bulk_upsert(
             frame = frame.with_columns(pl.lit(default.arg).alias(col.name))
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return _pg_copy_upsert(session, table, frame, keys, update, given)
+        return _pg_copy_upsert(session, table, frame, keys, update, given, analyze)
     return _sqlite_upsert(session, table, frame, keys, update, given)
 
 
@@ -60,13 +69,19 @@ def _copy_frame(cur: Any, target: str, frame: pl.DataFrame) -> None:
 
 
 def _pg_copy_upsert(
-    session: Session, table: Table, frame: pl.DataFrame, keys: Sequence[str], update: bool, given: list[str]
+    session: Session,
+    table: Table,
+    frame: pl.DataFrame,
+    keys: Sequence[str],
+    update: bool,
+    given: list[str],
+    analyze: bool = True,
 ) -> int:
     columns = frame.columns
     cols = ", ".join(f'"{c}"' for c in columns)
     raw: Any = session.connection().connection.dbapi_connection
     staging = f"_stage_{table.name}"
-    if frame.height >= DIRECT_COPY_MIN_ROWS and _direct_copy(raw, table, frame):
+    if frame.height >= DIRECT_COPY_MIN_ROWS and _direct_copy(raw, table, frame, analyze):
         return frame.height
     with raw.cursor() as cur:
         cur.execute(
@@ -79,13 +94,13 @@ def _pg_copy_upsert(
             + _conflict_clause(given, keys, update, "EXCLUDED")
         )
         cur.execute(f'TRUNCATE "{staging}"')
-        if frame.height >= ANALYZE_AFTER_ROWS:
+        if analyze and frame.height >= ANALYZE_AFTER_ROWS:
             # Fresh statistics, or the planner takes a table just filled with millions of rows for an empty one.
             cur.execute(f'ANALYZE "{table.name}"')
     return frame.height
 
 
-def _direct_copy(raw: Any, table: Table, frame: pl.DataFrame) -> bool:
+def _direct_copy(raw: Any, table: Table, frame: pl.DataFrame, analyze: bool = True) -> bool:
     """A large frame of rows the table does not hold yet (the first load of a month's file, the first billing of
     a month) is copied straight into the table, once; if any key already exists the unique constraint refuses
     the copy, which is rolled back to its savepoint, and the caller takes the staging path that upserts."""
@@ -99,7 +114,8 @@ def _direct_copy(raw: Any, table: Table, frame: pl.DataFrame) -> bool:
             cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
             return False
         cur.execute("RELEASE SAVEPOINT direct_copy")
-        cur.execute(f'ANALYZE "{table.name}"')
+        if analyze:
+            cur.execute(f'ANALYZE "{table.name}"')
     return True
 
 

@@ -65,15 +65,16 @@ PERSON_FRAMES = ("care", "entitlements", "persons", "stays", "contributions", "y
 
 def read_inputs(s: Session, jurisdiction: str, period: str, part: Part = WHOLE) -> dict[str, pl.DataFrame]:
     """The frames the pack's billing formula takes, for the persons of one part (providers: all of them)."""
-    return {
-        "care": records.care_days(s, jurisdiction, period, part),
-        "entitlements": records.entitlements(s, jurisdiction, part),
-        "persons": records.persons(s, jurisdiction, part),
-        "stays": records.hospital_stays(s, jurisdiction, period, part),
-        "providers": records.providers(s, jurisdiction),
-        "contributions": records.contributions(s, jurisdiction, part),
-        "ytd": records.year_to_date(s, jurisdiction, period, part),
-    }
+    with records.arrow_reads(s):
+        return {
+            "care": records.care_days(s, jurisdiction, period, part),
+            "entitlements": records.entitlements(s, jurisdiction, part),
+            "persons": records.persons(s, jurisdiction, part),
+            "stays": records.hospital_stays(s, jurisdiction, period, part),
+            "providers": records.providers(s, jurisdiction),
+            "contributions": records.contributions(s, jurisdiction, part),
+            "ytd": records.year_to_date(s, jurisdiction, period, part),
+        }
 
 
 @pa.check_types
@@ -205,7 +206,8 @@ def write_flags(s: Session, flags: pl.DataFrame, jurisdiction: str, period: str)
     rows = flags.join(clauses, on="rule", how="left").with_columns(
         period=pl.lit(period), jurisdiction=pl.lit(jurisdiction), detail=pl.col("detail").str.slice(0, 256)
     )
-    return bulk_upsert(s, m.FraudFlag, rows, ["rule", "person_id", "provider_id", "care_date"], update=False)
+    keys = ["rule", "person_id", "provider_id", "care_date"]
+    return bulk_upsert(s, m.FraudFlag, rows, keys, update=False, analyze=False)
 
 
 def _cites(pack: Pack, names: list[str | None], period: str) -> list[dict[str, Any]]:
@@ -291,7 +293,7 @@ def write_lines(s: Session, claims: pl.DataFrame, jurisdiction: str, period: str
         _ranges_json(),
         "rules",
     )
-    bulk_upsert(s, m.ClaimLine, frame, ["person_id", "provider_id", "period", "care_mode"])
+    bulk_upsert(s, m.ClaimLine, frame, ["person_id", "provider_id", "period", "care_mode"], analyze=False)
     return frame.height
 
 

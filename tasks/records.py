@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
-from sqlalchemy import and_, exists, func, select, true
+from sqlalchemy import URL, and_, exists, func, select, true
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import ClauseElement
 
@@ -20,14 +22,22 @@ Part = tuple[str | None, str | None]
 WHOLE: Part = (None, None)
 
 
-def frame(session: Session, stmt: ClauseElement, schema: dict[str, Any]) -> pl.DataFrame:
+def frame(session: Session, stmt: ClauseElement, schema: dict[str, Any], committed: bool = False) -> pl.DataFrame:
     """The rows of a SELECT as a frame of the given schema, without building a Python object per row where the
     driver allows: PostgreSQL streams the result through `COPY (…) TO STDOUT` into polars' CSV reader; SQLite
-    hands its tuples straight to polars."""
+    hands its tuples straight to polars.
+
+    `committed=True` (PostgreSQL): the rows as committed when the statement starts, which is what a statement of
+    the caller's transaction sees at READ COMMITTED unless the transaction wrote them itself; read over a
+    connection of its own through ADBC (binary `COPY` straight into Arrow columns, no Python value per row):
+    the one `arrow_reads` opened for the session, else one for this statement. For the large inputs of billing,
+    never for rows the caller's transaction may have written."""
     conn = session.connection()
     sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     raw: Any = conn.connection.dbapi_connection
     names = list(schema)
+    if conn.dialect.name == "postgresql" and committed:
+        return _arrow_frame(session, conn.engine.url, sql, schema)
     if conn.dialect.name == "postgresql":
         buf = io.BytesIO()
         with raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
@@ -50,6 +60,59 @@ def frame(session: Session, stmt: ClauseElement, schema: dict[str, Any]) -> pl.D
         [pl.col(c).str.to_date("%Y-%m-%d") for c, t in schema.items() if t == pl.Date]
         + [pl.col(c).cast(pl.Boolean) for c, t in schema.items() if t == pl.Boolean]
     )
+
+
+ADBC_CONNECTION = "ltc.adbc"
+"""The key in `Session.info` of the ADBC connection opened by `arrow_reads`."""
+
+
+def _adbc_uri(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def arrow_reads(session: Session) -> Iterator[None]:
+    """Within the block, the session's `committed` reads share one ADBC connection (opening one costs tens of
+    milliseconds; a part reads four frames), in autocommit, so that it holds no snapshot or lock between them.
+    Nothing on SQLite."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql" or ADBC_CONNECTION in session.info:
+        yield
+        return
+    from adbc_driver_postgresql import dbapi
+
+    with dbapi.connect(_adbc_uri(conn.engine.url), autocommit=True) as adbc:
+        session.info[ADBC_CONNECTION] = adbc
+        try:
+            yield
+        finally:
+            del session.info[ADBC_CONNECTION]
+
+
+def _arrow_frame(session: Session, url: URL, sql: str, schema: dict[str, Any]) -> pl.DataFrame:
+    """One SELECT read through ADBC's PostgreSQL driver into Arrow record batches, then polars, cast to the schema
+    (integer columns come as the database's widths)."""
+    shared = session.info.get(ADBC_CONNECTION)
+    with contextlib.ExitStack() as stack:
+        if shared is None:
+            from adbc_driver_postgresql import dbapi
+
+            shared = stack.enter_context(dbapi.connect(_adbc_uri(url), autocommit=True))
+        with shared.cursor() as cur:
+            cur.execute(sql)
+            # Batch by batch, each turned into polars columns and let go: the whole result is never held twice.
+            batches = [_polars(batch) for batch in cur.fetch_record_batch()]
+    if not batches:
+        return pl.DataFrame(schema=schema)
+    out = pl.concat(batches, rechunk=False)
+    out.columns = list(schema)
+    return out.cast(pl.Schema(schema))
+
+
+def _polars(batch: Any) -> pl.DataFrame:
+    out = pl.from_arrow(batch, rechunk=False)
+    assert isinstance(out, pl.DataFrame)
+    return out
 
 
 def in_part(column: Any, part: Part) -> Any:
@@ -79,7 +142,7 @@ def _select(model: type[m.Base], name: str) -> Any:
 
 def persons(session: Session, jurisdiction: str, part: Part = WHOLE) -> pl.DataFrame:
     stmt = _select(m.Person, "persons").where(m.Person.jurisdiction == jurisdiction, in_part(m.Person.person_id, part))
-    return frame(session, stmt, SCHEMAS["persons"])
+    return frame(session, stmt, SCHEMAS["persons"], committed=True)
 
 
 def providers(session: Session, jurisdiction: str) -> pl.DataFrame:
@@ -91,7 +154,11 @@ def contributions(session: Session, jurisdiction: str, part: Part = WHOLE) -> pl
     stmt = (
         _select(m.Contribution, "contributions")
         .join(m.Person, m.Person.person_id == m.Contribution.person_id)
-        .where(m.Person.jurisdiction == jurisdiction, in_part(m.Contribution.person_id, part))
+        .where(
+            m.Person.jurisdiction == jurisdiction,
+            in_part(m.Contribution.person_id, part),
+            in_part(m.Person.person_id, part),
+        )
     )
     return frame(session, stmt, SCHEMAS["contributions"])
 
@@ -116,9 +183,14 @@ def care_days(session: Session, jurisdiction: str, period: str, part: Part = WHO
     stmt = (
         _select(m.CareDay, "care")
         .join(m.Person, m.Person.person_id == m.CareDay.person_id)
-        .where(m.CareDay.period == period, m.Person.jurisdiction == jurisdiction, in_part(m.CareDay.person_id, part))
+        .where(
+            m.CareDay.period == period,
+            m.Person.jurisdiction == jurisdiction,
+            in_part(m.CareDay.person_id, part),
+            in_part(m.Person.person_id, part),
+        )
     )
-    return frame(session, stmt, SCHEMAS["care"])
+    return frame(session, stmt, SCHEMAS["care"], committed=True)
 
 
 def entitlements(session: Session, jurisdiction: str, part: Part = WHOLE) -> pl.DataFrame:
@@ -127,7 +199,7 @@ def entitlements(session: Session, jurisdiction: str, part: Part = WHOLE) -> pl.
         m.EligibilityDecision.approved.is_(True),
         in_part(m.EligibilityDecision.person_id, part),
     )
-    return frame(session, stmt, SCHEMAS["entitlements"])
+    return frame(session, stmt, SCHEMAS["entitlements"], committed=True)
 
 
 def hospital_stays(session: Session, jurisdiction: str, period: str, part: Part = WHOLE) -> pl.DataFrame:
@@ -138,11 +210,12 @@ def hospital_stays(session: Session, jurisdiction: str, period: str, part: Part 
         .where(
             m.Person.jurisdiction == jurisdiction,
             in_part(m.HospitalStay.person_id, part),
+            in_part(m.Person.person_id, part),
             m.HospitalStay.admitted_on <= last,
             (m.HospitalStay.discharged_on.is_(None)) | (m.HospitalStay.discharged_on >= first),
         )
     )
-    return frame(session, stmt, SCHEMAS["stays"])
+    return frame(session, stmt, SCHEMAS["stays"], committed=True)
 
 
 def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
