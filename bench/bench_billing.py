@@ -48,7 +48,7 @@ import polars as pl
 from sqlalchemy import String, cast, delete, select, text
 from sqlalchemy.orm import Session
 
-from rules.inputs import OUTPUT_CLAIMS
+from rules.inputs import CLAIM_FIGURES, OUTPUT_CLAIMS
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -78,21 +78,7 @@ REASONS = (
 )
 LINE_KEY = ["person_id", "provider_id", "care_mode"]
 # A claim line's columns that the reference must give exactly, then its days excluded by reason.
-CLAIM_COLUMNS: dict[str, Any] = {
-    c: OUTPUT_CLAIMS[c]
-    for c in (
-        "grade",
-        "days_submitted",
-        "days_paid",
-        "days_excluded",
-        "submitted_fen",
-        "gross_fen",
-        "payable_fen",
-        "personal_fen",
-        "over_cap_fen",
-        "cap_reason",
-    )
-}
+CLAIM_COLUMNS: dict[str, Any] = {c: OUTPUT_CLAIMS[c] for c in (*CLAIM_FIGURES, "cap_reason")}
 EXCLUDED = [f"x_{r.lower()}" for r in REASONS]
 COMPARED = [*CLAIM_COLUMNS, *EXCLUDED]
 SCRATCH = "bench_duckdb_claim_line"

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from common.formatting import mask_id
+from rules.inputs import CLAIM_FIGURES
 from storage import models as m
 from storage.db import session_scope
 from tasks import audit
@@ -34,15 +35,7 @@ def export_rows(kind: str, period: str | None = None) -> tuple[list[str], list[l
                 "provider_id",
                 "person_id",
                 "care_mode",
-                "grade",
-                "days_submitted",
-                "days_paid",
-                "days_excluded",
-                "submitted_fen",
-                "gross_fen",
-                "payable_fen",
-                "personal_fen",
-                "over_cap_fen",
+                *CLAIM_FIGURES,
                 "policy_draft",
                 "exclusions",
                 "excluded_ranges",

@@ -180,6 +180,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 #                reason (from and to inclusive, days = to - from + 1), in date order; their days add up to
 #                days_excluded, and by reason to `exclusions`
 #   cap_reason   the reason code (in the pack's reasons.yaml) of over_cap_fen, if any
+# A claim line's figures, in the order the record, the bench and the exports give them.
+CLAIM_FIGURES = (
+    "grade",
+    "days_submitted",
+    "days_paid",
+    "days_excluded",
+    "submitted_fen",
+    "gross_fen",
+    "payable_fen",
+    "personal_fen",
+    "over_cap_fen",
+)
 OUTPUT_CLAIMS: dict[str, Any] = {
     "person_id": pl.Utf8,
     "provider_id": pl.Utf8,

@@ -23,6 +23,7 @@ from common.formatting import yuan
 from rules import fraud
 from rules.engine import Pack, RulesError, load_pack, period_bounds, reasons
 from rules.formulas import resolve
+from rules.inputs import CLAIM_FIGURES
 from storage import models as m
 from storage.bulk import bulk_upsert
 from storage.db import session_scope
@@ -278,15 +279,7 @@ def write_lines(s: Session, claims: pl.DataFrame, jurisdiction: str, period: str
         pl.lit(period).alias("period"),
         pl.lit(jurisdiction).alias("jurisdiction"),
         "care_mode",
-        "grade",
-        "days_submitted",
-        "days_paid",
-        "days_excluded",
-        "submitted_fen",
-        "gross_fen",
-        "payable_fen",
-        "personal_fen",
-        "over_cap_fen",
+        *CLAIM_FIGURES,
         "cap_reason",
         pl.lit(pack.draft).alias("policy_draft"),
         _exclusions_json(),

@@ -102,15 +102,20 @@ def _refusals() -> list[str]:
     return [d["refused"] for a, d in _audit("payment.approval") if a == "payment.approval.refused"]
 
 
+def april_billed(seed: int, size: DemoSize) -> None:
+    """A demo March, paid, then April's care days loaded and billed, not yet paid."""
+    run_demo("nanning", MARCH, seed, size)
+    april = month_files(get_settings().demo_dir / "nanning" / APRIL, "nanning", APRIL, seed)
+    load_file("care_days", april["care_days"])
+    bill_month("nanning", APRIL)
+
+
 @pytest.mark.usefixtures("prefect_server")
 def test_only_another_rostered_approver_with_their_own_code_releases_the_payout(
     backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LTC_APPROVAL_POLL_SECONDS", "1")
-    run_demo("nanning", MARCH, 6, DemoSize(insured=200, applicants=30, providers=3, agencies=2))
-    april = month_files(get_settings().demo_dir / "nanning" / APRIL, "nanning", APRIL, 6)
-    load_file("care_days", april["care_days"])
-    bill_month("nanning", APRIL)
+    april_billed(6, DemoSize(insured=200, applicants=30, providers=3, agencies=2))
     with session_scope() as s:
         for name, role in [("Li", "基金财务科科长"), ("zhao", "稽核科"), ("wang", "待遇审核科")]:
             add_approver(s, name, role, own_outbox(name.lower()))
@@ -206,10 +211,7 @@ def test_only_another_rostered_approver_with_their_own_code_releases_the_payout(
 @pytest.mark.usefixtures("prefect_server")
 def test_no_approver_on_the_roster_pays_nothing(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LTC_APPROVAL_POLL_SECONDS", "1")
-    run_demo("nanning", MARCH, 7, DemoSize(insured=120, applicants=20, providers=2, agencies=1))
-    april = month_files(get_settings().demo_dir / "nanning" / APRIL, "nanning", APRIL, 7)
-    load_file("care_days", april["care_days"])
-    bill_month("nanning", APRIL)
+    april_billed(7, DemoSize(insured=120, applicants=20, providers=2, agencies=1))
     with session_scope() as s:
         add_approver(s, "wang", "待遇审核科", own_outbox("wang"))  # only the person who starts the run
     out = pay_providers("nanning", APRIL, require_approval=True, started_by="wang")
