@@ -244,11 +244,12 @@ LINE_KEYS = ["person_id", "provider_id", "care_mode"]
 GRADE_SLOTS = 16  # disability grades are 0-5 (医保办发〔2021〕37号); room to spare
 
 
-def excluded_ranges(days: pl.LazyFrame) -> pl.LazyFrame:
-    """Per claim line, its days not paid as ranges: each run of consecutive care dates with one reason is one
-    {reason, from, to, days}, in date order. One sort and a comparison with the row before: where the line or the
-    reason changes, or a date is more than a day after the one before, a new range begins."""
-    keys = [*LINE_KEYS, "reason"]
+def excluded_ranges(days: pl.LazyFrame, line: list[str] = LINE_KEYS) -> pl.LazyFrame:
+    """Per claim line (named by the columns `line`), its days not paid as ranges: each run of consecutive care
+    dates with one reason is one {reason, from, to, days}, in date order. One sort and a comparison with the row
+    before: where the line or the reason changes, or a date is more than a day after the one before, a new range
+    begins."""
+    keys = [*line, "reason"]
     excluded = days.filter(pl.col("reason").is_not_null()).select(*keys, "care_date").unique().sort(*keys, "care_date")
     same = pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in keys])
     next_day = pl.col("care_date") == pl.col("care_date").shift(1) + pl.duration(days=1)
@@ -256,8 +257,8 @@ def excluded_ranges(days: pl.LazyFrame) -> pl.LazyFrame:
         excluded.with_columns(_range=(~(same & next_day).fill_null(False)).cum_sum())
         .group_by(*keys, "_range")
         .agg(pl.col("care_date").min().alias("from"), pl.col("care_date").max().alias("to"), days=pl.len())
-        .sort(*LINE_KEYS, "from")
-        .group_by(LINE_KEYS, maintain_order=True)
+        .sort(*line, "from")
+        .group_by(line, maintain_order=True)
         .agg(excluded_ranges=pl.struct("reason", "from", "to", pl.col("days").cast(pl.Int64)))
     )
 
@@ -307,11 +308,25 @@ def claim_lines(days: pl.DataFrame) -> pl.DataFrame:
 def cap_in_order(lines: pl.DataFrame, amount: str, cap: str, over: list[str], out: str) -> pl.DataFrame:
     """Fill a cap shared by several lines (e.g. one quota per person across providers) in provider order:
     `out` is each line's part of `amount` that fits under `cap` for its group `over` (filled in provider, then
-    care mode order)."""
+    care mode order).
+
+    One sort and running sums, no window: a group's running sum is the month's running sum less its value where
+    the group begins."""
+    order = [*over, *(c for c in ("provider_id", "care_mode") if c not in over)]
     before = pl.col(amount)
-    cum = before.cum_sum().over(over, order_by=["provider_id", "care_mode"])
-    fitted = (pl.min_horizontal(cum, pl.col(cap).fill_null(0)) - (cum - before)).clip(0)
-    return lines.with_columns(fitted.cast(pl.Int64).alias(out))
+    begins = ~pl.all_horizontal([pl.col(c) == pl.col(c).shift(1) for c in over]).fill_null(False)
+    running = pl.col("_running")
+    fitted = (pl.min_horizontal(running, pl.col(cap).fill_null(0)) - (running - before)).clip(0)
+    return (
+        lines.with_row_index("_line")
+        .sort(order)
+        .with_columns(_all=before.cum_sum())
+        .with_columns(_start=pl.when(begins).then(pl.col("_all") - before).forward_fill())
+        .with_columns(_running=pl.col("_all") - pl.col("_start"))
+        .with_columns(fitted.cast(pl.Int64).alias(out))
+        .sort("_line")
+        .drop("_line", "_all", "_start", "_running")
+    )
 
 
 def finish(lines: pl.DataFrame, period: str) -> pl.DataFrame:

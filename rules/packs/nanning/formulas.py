@@ -10,16 +10,13 @@ import datetime as dt
 
 import polars as pl
 
+from rules import daysets as ds
 from rules.common import (
     cap_in_order,
-    care_day_status,
     check_dates,
-    claim_lines,
     dues_long,
     eligible_days,
     finish,
-    join_dated,
-    not_first_of_day,
     times_half_up,
     with_reasons,
 )
@@ -115,27 +112,46 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
     are paid up to the monthly quota. Days are not paid before the start, after the end or death, in hospital
     (从入院的次日起停止，出院的次日恢复: the day after admission through the discharge day), or from a provider
     that was not designated that day. No deductible, no personal share within the rates.
+
+    Worked on claim lines, each with its set of days (`rules.daysets`): the care rows are summed once.
     """
     first, last = period_bounds(period)
     pack.check_period(period)
-    days = care_day_status(inputs, stay_kinds=["inpatient"], stay_first_day_paid=True, stay_last_day_paid=False)
-    days = _modes_and_bed_days(days, pack, first)
-    rates = pack.series(pack.children("billing.institutional_daily_rate"), "rate_fen")
-    days = join_dated(days, rates, pl.format("grade_{}", pl.col("grade")))
-    days = days.with_columns(
-        day_gross_fen=pl.when(pl.col("care_mode") == "institutional")
-        .then(pl.col("rate_fen"))
-        .when(pl.col("care_mode") == "home")
-        .then(pl.col("submitted_fen"))
-        .otherwise(0)
-        .fill_null(0)
+    persons, grades = ds.person_calendars(
+        inputs, first, last, stay_kinds=["inpatient"], stay_first_day_paid=True, stay_last_day_paid=False
     )
-    lines = claim_lines(days)
+    lines = ds.with_status(
+        ds.care_lines(inputs["care"], first, last), persons, ds.provider_calendars(inputs["providers"], first, last)
+    )
+    lines = _modes_and_bed_days(lines, pack, first)
+    institutional, home = pl.col("care_mode") == "institutional", pl.col("care_mode") == "home"
+    rates = ds.dated_segments(
+        pack.series(pack.children("billing.institutional_daily_rate"), "rate_fen"), "rate_fen", first, last
+    )
+    lines = ds.by_grade_and_date(
+        lines,
+        grades,
+        rates,
+        pl.format("grade_{}", pl.col("grade")),
+        "rate_fen",
+        pl.when(institutional).then(pl.col("payable")).otherwise(0),
+    )
+    excluded = pl.col("billed") & ~pl.col("payable")
+    lines = ds.amount_on_days(
+        inputs["care"], lines.with_columns(_excluded=pl.when(home).then(excluded)), "_excluded", first
+    )
+    lines = lines.with_columns(
+        gross_fen=pl.when(institutional)
+        .then(pl.col("_sum"))
+        .when(home)
+        .then(pl.col("submitted_fen") - pl.col("_amount"))
+        .otherwise(0)
+    ).drop("_sum", "_amount", "_excluded", "items", "provider_kind")
+    lines = ds.finish_lines(ds.line_grade(lines, grades), first)
     lines = _home_quota(lines, inputs, pack, first, last)
-    home = pl.col("care_mode") == "home"
     lines = lines.with_columns(
         payable_fen=pl.when(home).then(pl.col("within_quota_fen")).otherwise(pl.col("gross_fen")),
-        rule_params=pl.when(pl.col("care_mode") == "institutional")
+        rule_params=pl.when(institutional)
         .then(pl.concat_list(pl.format("billing.institutional_daily_rate.grade_{}", "grade")))
         .otherwise(
             pl.concat_list(
@@ -149,25 +165,21 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
     return finish(lines, period)
 
 
-def _modes_and_bed_days(days: pl.DataFrame, pack: Pack, first: dt.date) -> pl.DataFrame:
+def _modes_and_bed_days(lines: pl.DataFrame, pack: Pack, first: dt.date) -> pl.DataFrame:
     """三(三)2(1): only the two modes the document names, each from the kinds of designated provider that give
     it; 三(三)3(2): a bed-day is paid once a person and day (按床日付费), to the first provider by id."""
     kinds = {mode: pack.param(name).at(first) for mode, name in pack.children("billing.provider_kinds").items()}
-    still = pl.col("reason").is_null()
     mode_ok = pl.col("care_mode").is_in(list(kinds))
     kind_ok = pl.lit(False)
     for mode, allowed in kinds.items():
         kind_ok = kind_ok | ((pl.col("care_mode") == mode) & pl.col("provider_kind").is_in(allowed))
-    days = days.with_columns(
-        reason=pl.when(still & ~mode_ok)
-        .then(pl.lit("CARE_MODE_NOT_COVERED"))
-        .when(still & ~kind_ok)
-        .then(pl.lit("NOT_DESIGNATED_PROVIDER"))
-        .otherwise(pl.col("reason"))
+    every_day = pl.lit(ds.ALL, dtype=pl.Int64)
+    lines = ds.exclude(lines, "CARE_MODE_NOT_COVERED", pl.when(~mode_ok).then(every_day).otherwise(0))
+    lines = ds.exclude(
+        lines, "NOT_DESIGNATED_PROVIDER", pl.when(~kind_ok.fill_null(False)).then(every_day).otherwise(0)
     )
-    bed = (pl.col("care_mode") == "institutional") & pl.col("reason").is_null()
-    again = not_first_of_day(days, bed, ["provider_id"])
-    return days.with_columns(reason=pl.when(again).then(pl.lit("BED_DAY_ALREADY_PAID")).otherwise(pl.col("reason")))
+    earlier = ds.taken_by_earlier(lines, pl.col("care_mode") == "institutional", "provider_id")
+    return ds.exclude(lines, "BED_DAY_ALREADY_PAID", earlier)
 
 
 def _home_quota(
