@@ -670,10 +670,19 @@ def _clear_month() -> None:
 
 
 def stage_bill(repeat: int) -> list[dict[str, Any]]:
-    """bill_month `repeat` times, the month cleared before each run after the first; the fastest run counts."""
+    """bill_month `repeat` times, the month cleared before each run after the first; the fastest run counts. It
+    runs as `ltc run bill_month` runs it, on the local server started for the command (`local_run_settings`: no
+    flow-run heartbeats)."""
     from prefect import flow
 
     from flows.bill_month import bill_month
+    from flows.runners import local_run_settings
+
+    with local_run_settings():
+        return _bill_runs(repeat, flow, bill_month)
+
+
+def _bill_runs(repeat: int, flow: Any, bill_month: Any) -> list[dict[str, Any]]:
 
     @flow
     def warm_up() -> None:

@@ -53,13 +53,14 @@ def bill_month(jurisdiction: str, period: str | None = None, part_persons: int |
         if n:
             get_run_logger().warning("%s care-day records flagged %s (table fraud_flag)", n, rule)
     report = publish_billing_report(jurisdiction, period)
+    intervals = [planned, *(d["interval"] for d in done), report["interval"]]
     return totals | {
-        "report": report,
+        "report": report["key"],
         "fraud_flags": flags,
         "parts": len(done),
         "parts_billed_by_another_run": elsewhere,
         "workers": sorted({d["worker"] for d in done}),
-        "task_wall_seconds": round(_covered([planned, *(d["interval"] for d in done)]), 3),
+        "task_wall_seconds": round(_covered(intervals), 3),
         "task_seconds": {
             k: round(sum(d["seconds"][k] for d in done), 3) for k in ("read", "compute", "checks", "write")
         },

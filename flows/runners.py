@@ -7,7 +7,9 @@ the flow would see. Without it, `LTC_BILLING_WORKERS` threads (default 2) run th
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -23,3 +25,18 @@ def billing_runner(address: str | None = None) -> TaskRunner[Any]:
 
         return DaskTaskRunner(address=address)
     return ThreadPoolTaskRunner(max_workers=int(os.environ.get(WORKERS_ENV) or 2))
+
+
+@contextlib.contextmanager
+def local_run_settings() -> Iterator[None]:
+    """How a flow runs in-process on the local server started for one command (no PREFECT_API_URL): without
+    flow-run heartbeats. The server ends with the command, so nothing could tell a crashed run by them, and Prefect
+    joins the heartbeat thread for up to a second at the end of every flow run. Against an operator's server they
+    are sent as Prefect's settings say, so that the server can tell a run that crashed."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

@@ -333,14 +333,11 @@ _FLOW_SETTINGS = contextlib.ExitStack()
 def _quiet_flows() -> None:
     """Prefect's console reports of a person's error are left to the command's own one line (not with --debug).
 
-    Flow runs against the local server started for this command (no PREFECT_API_URL) send no heartbeats: the
-    server ends with the command, so nothing could tell a crashed run by them, and Prefect joins the heartbeat
-    thread for up to a second at the end of every flow run (the demo runs seventeen). Against an operator's server
-    they are sent as Prefect's settings say, so that the server can tell a run that crashed."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    Flow runs against the local server started for this command send no heartbeats (`local_run_settings`; the
+    demo runs seventeen flows)."""
+    from flows.runners import local_run_settings
 
-    if not PREFECT_API_URL.value():
-        _FLOW_SETTINGS.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+    _FLOW_SETTINGS.enter_context(local_run_settings())
     if not DEBUG["on"]:
         # Prefect installs its console handler when its logging is set up, which `import prefect` alone does not
         # do (only the first import of a flow would, after this): set it up first, then filter it.

@@ -13,6 +13,7 @@ paid, the rates and their dates come in as arguments from the pack.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import polars as pl
@@ -84,9 +85,10 @@ def person_calendars(
     stay_kinds: list[str],
     stay_first_day_paid: bool,
     stay_last_day_paid: bool,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> pl.DataFrame:
     """Per person, the month's days after death (`dead`), inside the entitlement in force (`entitled`) and in
-    hospital (`in_hospital`); and per person and grade (`grades`), the days that grade is the one in force.
+    hospital (`in_hospital`), and for each grade g any entitlement has, the days g is the grade in force
+    (`grade_days_g`, `grade_column`).
 
     The entitlement in force on a day is the one that started last on or before it; it ends at its end date (a
     later start replaces an earlier entitlement from that day). A day's grade is that entitlement's, also after
@@ -107,12 +109,12 @@ def person_calendars(
             _days=_given("start_date", span(pl.col("start_date"), pl.min_horizontal("end_date", "_next"), first, last)),
         )
     )
-    entitled = ents.group_by("person_id").agg(entitled=pl.col("_days").bitwise_or())
-    grades = (
-        ents.filter(pl.col("_grade_days") != 0)
-        .group_by("person_id", "grade")
-        .agg(grade_days=pl.col("_grade_days").bitwise_or())
-        .collect()
+    grades = sorted(g for g in inputs["entitlements"]["grade"].unique().to_list() if g is not None)
+    if any(not 0 <= g < GRADE_SLOTS for g in grades):
+        raise ValueError(f"a disability grade outside 0..{GRADE_SLOTS - 1}")
+    entitled = ents.group_by("person_id").agg(
+        pl.col("_days").bitwise_or().alias("entitled"),
+        *(pl.col("_grade_days").filter(pl.col("grade") == g).bitwise_or().alias(grade_column(g)) for g in grades),
     )
     admitted, discharged = pl.col("admitted_on"), pl.col("discharged_on")
     hospital = (
@@ -140,10 +142,10 @@ def person_calendars(
         .select("person_id", dead=_given("death_date", span(pl.col("death_date") + one, pl.lit(last), first, last)))
         .join(entitled, on="person_id", how="full", coalesce=True)
         .join(hospital, on="person_id", how="full", coalesce=True)
-        .with_columns(pl.col("dead", "entitled", "in_hospital").fill_null(0))
+        .with_columns(pl.col("dead", "entitled", "in_hospital", *map(grade_column, grades)).fill_null(0))
         .collect()
     )
-    return persons, grades
+    return persons
 
 
 def provider_calendars(providers: pl.DataFrame, first: dt.date, last: dt.date) -> pl.DataFrame:
@@ -159,12 +161,13 @@ def provider_calendars(providers: pl.DataFrame, first: dt.date, last: dt.date) -
 
 def with_status(lines: pl.DataFrame, persons: pl.DataFrame, providers: pl.DataFrame) -> pl.DataFrame:
     """Each line's days not paid by the reasons every pack shares, in this order: NOT_DESIGNATED_PROVIDER,
-    AFTER_DEATH, NOT_ELIGIBLE, IN_HOSPITAL (a day has the first that holds); `payable`: the days left."""
+    AFTER_DEATH, NOT_ELIGIBLE, IN_HOSPITAL (a day has the first that holds); `payable`: the days left. The
+    person's grade columns come along (`grade_columns`)."""
     f = (
         lines.lazy()
         .join(providers.lazy(), on="provider_id", how="left")
         .join(persons.lazy(), on="person_id", how="left")
-        .with_columns(pl.col("designated", "dead", "entitled", "in_hospital").fill_null(0))
+        .with_columns(pl.col("designated", "dead", "entitled", "in_hospital", *grade_columns(persons)).fill_null(0))
     )
     left = pl.col("billed")
     steps = {
@@ -221,45 +224,40 @@ def dated_segments(series: pl.DataFrame, value: str, first: dt.date, last: dt.da
     return pl.DataFrame(rows, schema=schema)
 
 
+def grade_column(grade: int) -> str:
+    return f"grade_days_{grade}"
+
+
+def grade_columns(frame: pl.DataFrame) -> list[str]:
+    """The grade columns a frame carries (`person_calendars`)."""
+    return [c for c in frame.columns if c.startswith("grade_days_")]
+
+
+def _grades(frame: pl.DataFrame) -> list[int]:
+    return [int(c.removeprefix("grade_days_")) for c in grade_columns(frame)]
+
+
 def by_grade_and_date(
-    lines: pl.DataFrame, grades: pl.DataFrame, segments: pl.DataFrame, key: pl.Expr, value: str, days: pl.Expr
+    lines: pl.DataFrame, segments: pl.DataFrame, key: Callable[[int], str], value: str, days: pl.Expr
 ) -> pl.DataFrame:
-    """Per line (by its row), the sum over the days in `days` of the value in force for the day's grade and date:
-    `key` names the parameter key from `grade`; `segments` are `dated_segments`. Column `_sum`, 0 when none."""
-    by_line = (
-        lines.lazy()
-        .with_row_index("_row")
-        .select("_row", "person_id", _d=days)
-        .filter(pl.col("_d") != 0)
-        .join(grades.lazy(), on="person_id")
-        .with_columns(key=key)
-        .join(segments.lazy(), on="key")
-        .group_by("_row")
-        .agg(_sum=(count(pl.col("_d") & pl.col("grade_days") & pl.col("days")) * pl.col(value)).sum())
-        .collect()
-    )
-    rows = pl.int_range(pl.len(), dtype=pl.UInt32)
-    return lines.with_columns(
-        _sum=rows.replace_strict(by_line["_row"], by_line["_sum"], default=0, return_dtype=pl.Int64)
-    )
+    """Per line, the sum over the days in `days` of the value in force for the day's grade and date: `key(g)`
+    names grade g's parameter key; `segments` are `dated_segments`. Column `_sum`, 0 when none. Sums of counts of
+    days, one term per grade and part of the month: no join."""
+    terms = [
+        count(days & pl.col(grade_column(g)) & pl.lit(seg["days"], dtype=pl.Int64)) * seg[value]
+        for g in _grades(lines)
+        for seg in segments.filter(pl.col("key") == key(g)).to_dicts()
+    ]
+    total = pl.sum_horizontal(terms) if terms else EMPTY
+    return lines.with_columns(_sum=total.cast(pl.Int64))
 
 
-def line_grade(lines: pl.DataFrame, grades: pl.DataFrame) -> pl.DataFrame:
-    """Each line's grade: the grade in force on the line's last billed day that has one (null if none)."""
-    if grades["grade"].drop_nulls().is_between(0, GRADE_SLOTS - 1).not_().any():
-        raise ValueError(f"a disability grade outside 0..{GRADE_SLOTS - 1}")
-    found = (
-        lines.lazy()
-        .select(*LINE_KEYS, "billed")
-        .join(grades.lazy(), on="person_id")
-        .with_columns(_last=last_day(pl.col("billed") & pl.col("grade_days")))
-        .filter(pl.col("_last").is_not_null())
-        .group_by(LINE_KEYS)
-        .agg(_dated=(pl.col("_last") * GRADE_SLOTS + pl.col("grade")).max())
-        .select(*LINE_KEYS, grade=(pl.col("_dated") % GRADE_SLOTS).cast(grades.schema["grade"]))
-        .collect()
-    )
-    return lines.join(found, on=LINE_KEYS, how="left")
+def line_grade(lines: pl.DataFrame) -> pl.DataFrame:
+    """Each line's grade: the grade in force on the line's last billed day that has one (null if none); the
+    grade columns dropped."""
+    dated = [last_day(pl.col("billed") & pl.col(grade_column(g))) * GRADE_SLOTS + g for g in _grades(lines)]
+    grade = (pl.max_horizontal(dated) % GRADE_SLOTS) if dated else pl.lit(None)
+    return lines.with_columns(grade=grade.cast(pl.Int64)).drop(grade_columns(lines))
 
 
 def amount_on_days(care: pl.DataFrame, lines: pl.DataFrame, days: str, first: dt.date) -> pl.DataFrame:

@@ -117,7 +117,7 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
     """
     first, last = period_bounds(period)
     pack.check_period(period)
-    persons, grades = ds.person_calendars(
+    persons = ds.person_calendars(
         inputs, first, last, stay_kinds=["inpatient"], stay_first_day_paid=True, stay_last_day_paid=False
     )
     lines = ds.with_status(
@@ -130,9 +130,8 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
     )
     lines = ds.by_grade_and_date(
         lines,
-        grades,
         rates,
-        pl.format("grade_{}", pl.col("grade")),
+        "grade_{}".format,
         "rate_fen",
         pl.when(institutional).then(pl.col("payable")).otherwise(0),
     )
@@ -147,7 +146,7 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
         .then(pl.col("submitted_fen") - pl.col("_amount"))
         .otherwise(0)
     ).drop("_sum", "_amount", "_excluded", "items", "provider_kind")
-    lines = ds.finish_lines(ds.line_grade(lines, grades), first)
+    lines = ds.finish_lines(ds.line_grade(lines), first)
     lines = _home_quota(lines, inputs, pack, first, last)
     lines = lines.with_columns(
         payable_fen=pl.when(home).then(pl.col("within_quota_fen")).otherwise(pl.col("gross_fen")),
