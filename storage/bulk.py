@@ -59,7 +59,7 @@ def _conflict_clause(columns: list[str], keys: Sequence[str], update: bool, excl
     return f"ON CONFLICT ({', '.join(chr(34) + k + chr(34) for k in keys)}) DO NOTHING"
 
 
-def _copy_frame(cur: Any, target: str, frame: pl.DataFrame) -> None:
+def copy_frame(cur: Any, target: str, frame: pl.DataFrame) -> None:
     cols = ", ".join(f'"{c}"' for c in frame.columns)
     for start in range(0, frame.height, COPY_CHUNK_ROWS):
         buf = io.BytesIO()
@@ -88,7 +88,7 @@ def _pg_copy_upsert(
             f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP'
         )
         cur.execute(f'TRUNCATE "{staging}"')
-        _copy_frame(cur, staging, frame)
+        copy_frame(cur, staging, frame)
         cur.execute(
             f'INSERT INTO "{table.name}" ({cols}) SELECT {cols} FROM "{staging}" '
             + _conflict_clause(given, keys, update, "EXCLUDED")
@@ -109,7 +109,7 @@ def _direct_copy(raw: Any, table: Table, frame: pl.DataFrame, analyze: bool = Tr
     with raw.cursor() as cur:
         cur.execute("SAVEPOINT direct_copy")
         try:
-            _copy_frame(cur, table.name, frame)
+            copy_frame(cur, table.name, frame)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
             return False

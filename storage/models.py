@@ -265,9 +265,12 @@ class CareDay(Base):
     """A provider's record of care given on one day (one line per service item for home care)."""
 
     __tablename__ = "care_day"
-    __table_args__ = (UniqueConstraint("person_id", "provider_id", "care_date", "item_code"),)
+    # The period is in the key (care_date lies in it): on PostgreSQL the table is partitioned by period, and a
+    # partitioned table's unique keys hold its partition key (migration 0015, storage/partitions.py).
+    # No index of its own on person_id: the key begins with it and serves a person's lookups and ranges.
+    __table_args__ = (UniqueConstraint("person_id", "provider_id", "care_date", "item_code", "period"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    person_id: Mapped[str] = mapped_column(String(32))
     provider_id: Mapped[str] = mapped_column(String(32))
     period: Mapped[str] = mapped_column(String(7), index=True)
     care_date: Mapped[dt.date] = mapped_column(Date)
@@ -292,9 +295,10 @@ class ClaimLine(Base):
     """A month's claim of one provider for one beneficiary and care mode, with why days were not paid."""
 
     __tablename__ = "claim_line"
+    # No index of its own on person_id: the key begins with it and serves a person's lookups and ranges.
     __table_args__ = (UniqueConstraint("person_id", "provider_id", "period", "care_mode"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    person_id: Mapped[str] = mapped_column(String(32))
     provider_id: Mapped[str] = mapped_column(String(32), index=True)
     period: Mapped[str] = mapped_column(String(7), index=True)
     jurisdiction: Mapped[str] = mapped_column(String(32))

@@ -26,6 +26,7 @@ from rules.engine import Pack, load_pack
 from storage import models as m
 from storage.bulk import bulk_upsert
 from storage.db import session_scope, upsert
+from storage.partitions import CareDayWriter, care_day_writer
 from tasks import records
 from tasks.notices import notify
 from tasks.schemas import CHECK_DIGIT_ERROR, INBOUND, Column, InboundKind
@@ -274,9 +275,12 @@ def _kept(header: str, value: Any) -> Any:
     return idvault.encrypt(value) if header == "id_number" and value else value
 
 
-def store(session: Session, spec: InboundKind, good: pl.DataFrame, given: set[str]) -> None:
+def store(
+    session: Session, spec: InboundKind, good: pl.DataFrame, given: set[str], care: CareDayWriter | None = None
+) -> None:
     """Upsert the good rows. Only the columns the file has are written: a file without an optional column
-    (a list of deaths, say) leaves what the record holds for it as it was."""
+    (a list of deaths, say) leaves what the record holds for it as it was. Care days go through `care` (a month's
+    first file into a partition of its own: `storage.partitions`)."""
     if good.is_empty():
         return
     if spec.kind == "assessment_results":
@@ -286,7 +290,14 @@ def store(session: Session, spec: InboundKind, good: pl.DataFrame, given: set[st
     rows = good.select(fields)
     if spec.kind == "persons":  # stored encrypted, with a keyed hash for matching
         rows = idvault.seal(rows)
-    bulk_upsert(session, TABLES[spec.kind], rows, spec.key)
+    if spec.kind == "care_days":
+        if care is None:
+            with care_day_writer(session) as writer:
+                writer.write(rows)
+        else:
+            care.write(rows)
+    else:
+        bulk_upsert(session, TABLES[spec.kind], rows, spec.key)
     if spec.kind == "applications":
         _acknowledge(session, good.select(fields).to_dicts())
 
@@ -440,7 +451,7 @@ def _load_in_batches(spec: InboundKind, path: Path, readable: Path) -> IntakeRep
     errors: list[dict[str, Any]] = []
     bad_lines = 0
     scan = pl.scan_csv(readable, infer_schema=False, encoding="utf8").with_row_index("line", offset=2)
-    with session_scope() as session:
+    with session_scope() as session, care_day_writer(session) as care:
         for batch in _batches(scan.with_columns(pl.col("line").cast(pl.Int64)), path, readable):
             raw, parsed, parse_failures = parse(spec, batch)
             failures = pl.concat(
@@ -449,7 +460,7 @@ def _load_in_batches(spec: InboundKind, path: Path, readable: Path) -> IntakeRep
             here = duplicates.filter(duplicates.is_between(raw["line"].min(), raw["line"].max()))
             failures = _with_duplicates(spec, failures, here)
             good = parsed.filter(~pl.col("line").is_in(failures["line"].unique().implode()))
-            store(session, spec, good, given)
+            store(session, spec, good, given, care)
             quarantine(session, spec, path, raw, failures, sha)
             received += raw.height
             accepted += good.height

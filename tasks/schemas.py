@@ -396,7 +396,7 @@ INBOUND: dict[str, InboundKind] = {
                 _c("item_code", required=False, default=""),
                 _c("amount", "money", False, 0),
             ),
-            ("person_id", "provider_id", "care_date", "item_code"),
+            ("person_id", "provider_id", "care_date", "item_code", "period"),
             (("person_id", "person"), ("provider_id", "provider")),
             "Care given, one row per bed-day (institutional) or per service item and day (home care).",
         ),

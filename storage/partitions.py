@@ -1,0 +1,116 @@
+"""Care days in a partition a month (PostgreSQL): a month's first file is written into a partition created for it,
+whose indexes are built once, after the rows are in, then attached to `care_day`.
+
+Building an index over rows already written is several times cheaper than keeping it up to date row by row, and
+a month's care days all arrive for billing in one or a few files. Later files of a month that has its partition
+go through the usual upsert (`storage.bulk`). All of it is in the caller's transaction: a load that fails leaves
+no partition behind. Months are created one load at a time (an advisory lock a period), so two loads of the same
+new month cannot both create it. SQLite has one table and takes the usual path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+from sqlalchemy.orm import Session
+
+from storage.bulk import bulk_upsert, copy_frame
+from storage.models import CareDay
+
+PERIOD = re.compile(r"(\d{4})-(\d{2})")
+KEY = ("person_id", "provider_id", "care_date", "item_code", "period")
+# Memory for building a month's indexes (PostgreSQL's maintenance_work_mem, for this transaction only): with the
+# default 64 MB the sort of a 3-million-row month spills to disk.
+INDEX_BUILD_MEMORY = "1GB"
+LOCK_SPACE = 0x0CA2E  # advisory locks of care-day partitions: (LOCK_SPACE, yyyymm)
+
+
+PARTITION = re.compile(r"care_day_(p\d{4}_\d{2}|default)")
+
+
+def is_care_day_partition(table: str) -> bool:
+    return PARTITION.fullmatch(table) is not None
+
+
+def partition_name(period: str) -> str:
+    """`care_day_p2026_03` for 2026-03."""
+    m = PERIOD.fullmatch(period)
+    if not m:
+        raise ValueError(f"period {period!r} is not YYYY-MM")
+    return f"care_day_p{m[1]}_{m[2]}"
+
+
+class CareDayWriter:
+    """Writes a load's care-day rows, batch after batch, in the caller's transaction: each month's rows into a
+    partition created for it when the month has none yet (its indexes built and the partition attached at
+    `finish`, once, whatever the number of batches); the rest upserted on the natural key. SQLite: upserts."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.postgresql = session.get_bind().dialect.name == "postgresql"
+        self.new: dict[str, str] = {}  # period -> partition created by this load, not attached yet
+
+    def write(self, rows: pl.DataFrame) -> None:
+        if rows.is_empty():
+            return
+        if not self.postgresql:
+            bulk_upsert(self.session, CareDay, rows, KEY)
+            return
+        raw: Any = self.session.connection().connection.dbapi_connection
+        for (period,), month in rows.partition_by("period", as_dict=True).items():
+            period = str(period)
+            if period not in self.new and self._taken(raw, period):
+                bulk_upsert(self.session, CareDay, month, KEY)
+                continue
+            with raw.cursor() as cur:
+                if period not in self.new:
+                    self.new[period] = partition_name(period)
+                    cur.execute(f'CREATE TABLE "{self.new[period]}" (LIKE care_day INCLUDING DEFAULTS)')
+                copy_frame(cur, self.new[period], month)
+
+    def _taken(self, raw: Any, period: str) -> bool:
+        """Whether the month has its partition, or rows in the default one (kept there); taken under a lock of the
+        month, held to the end of the transaction, so that one load at a time creates a month."""
+        with raw.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, int(period.replace("-", ""))))
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (partition_name(period),))
+            if cur.fetchone()[0]:
+                return True
+            cur.execute("SELECT EXISTS (SELECT 1 FROM care_day_default WHERE period = %s)", (period,))
+            return bool(cur.fetchone()[0])
+
+    def finish(self) -> dict[str, float]:
+        """Build each new partition's keys and indexes over its rows and attach it. Returns the seconds spent, per
+        month."""
+        raw: Any = self.session.connection().connection.dbapi_connection if self.new else None
+        built = {}
+        for period, name in self.new.items():
+            t = time.perf_counter()
+            _index_and_attach(raw, name, period)
+            built[period] = time.perf_counter() - t
+        self.new = {}
+        return built
+
+
+@contextlib.contextmanager
+def care_day_writer(session: Session) -> Iterator[CareDayWriter]:
+    """A `CareDayWriter` whose new partitions are indexed and attached when the block ends without an error."""
+    writer = CareDayWriter(session)
+    yield writer
+    writer.finish()
+
+
+def _index_and_attach(raw: Any, name: str, period: str) -> None:
+    """The check on the period lets the attach skip the scan that would prove every row belongs."""
+    with raw.cursor() as cur:
+        cur.execute(f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_period" CHECK (period = \'{period}\')')
+        cur.execute(f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_pkey" PRIMARY KEY (id, period)')
+        cur.execute(f'CREATE UNIQUE INDEX "{name}_key" ON "{name}" ({", ".join(KEY)})')
+        cur.execute(f'CREATE INDEX "{name}_period_idx" ON "{name}" (period)')
+        cur.execute(f"ALTER TABLE care_day ATTACH PARTITION \"{name}\" FOR VALUES IN ('{period}')")
+        cur.execute(f'ANALYZE "{name}"')
