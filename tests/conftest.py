@@ -44,13 +44,14 @@ def ensure_postgres() -> None:
     pytest.fail("PostgreSQL did not start on 127.0.0.1:5432")
 
 
-def _fresh_pg_database() -> str:
+def _fresh_pg_database(template: str | None = None) -> str:
+    """A new, empty PostgreSQL database; with `template`, a copy of that (migrated) database."""
     import psycopg
 
     ensure_postgres()
     name = f"ltc_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
+        c.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return name
 
 
@@ -61,21 +62,43 @@ def _drop_pg_database(name: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An empty, migrated record on each backend, with LTC_HOME in a temporary folder."""
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One migrated record per backend for the whole session (each test worker's), which every test's record is
+    copied from: a SQLite file, and a PostgreSQL database used as the template of each test's database."""
     from storage.db import get_engine, upgrade
+
+    folder = tmp_path_factory.mktemp("migrated")
+    sqlite_file = folder / "ltc.db"
+    upgrade(f"sqlite:///{sqlite_file}")
+    get_engine(f"sqlite:///{sqlite_file}").dispose()
+    template = _fresh_pg_database()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{template}"
+    upgrade(url)
+    get_engine(url).dispose()  # a template database takes no connections while it is copied
+    yield {"sqlite": str(sqlite_file), "postgresql": template}
+    _drop_pg_database(template)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated: dict[str, str]
+) -> Iterator[str]:
+    """An empty, migrated record on each backend, with LTC_HOME in a temporary folder: a copy of the session's
+    migrated record (`migrated`), as `storage.db.upgrade` leaves a new one."""
+    from storage.db import get_engine
 
     home = tmp_path / "home"
     monkeypatch.setenv("LTC_HOME", str(home))
     pg_name = None
     if request.param == "sqlite":
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(migrated["sqlite"], home / "ltc.db")
         url = f"sqlite:///{home / 'ltc.db'}"
     else:
-        pg_name = _fresh_pg_database()
+        pg_name = _fresh_pg_database(template=migrated["postgresql"])
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}"
     monkeypatch.setenv("LTC_DATABASE_URL", url)
-    upgrade()
     yield request.param
     get_engine(url).dispose()
     if pg_name:

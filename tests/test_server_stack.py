@@ -1,5 +1,5 @@
 """The production path, not the test harness: `prefect server start` on PostgreSQL, `ltc serve` registering the
-deployments of prefect.yaml (read by the same code, with schedules moved to the next minute), the server's own
+deployments of prefect.yaml (read by the same code, with schedules moved to half a minute ahead), the server's own
 scheduler creating the runs, the served process executing them; billing publishes its report, notices go out,
 and the payment run pauses for approval and pays once released with an approver's code. The operators'
 Automations, set up twice, exist once each, and each fires once on the server: a payout waiting, a failed run,
@@ -48,11 +48,14 @@ def previous(period: str) -> str:
     return f"{first - dt.timedelta(days=1):%Y-%m}"
 
 
-def next_minute() -> dt.datetime:
-    """The next whole minute in China's time that leaves the served process time to register."""
-    now = dt.datetime.now(TIMEZONE)
-    at = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-    return at + dt.timedelta(minutes=1) if (at - now).total_seconds() < 40 else at
+SCHEDULE_LEAD_SECONDS = 30
+
+
+def soon() -> dt.datetime:
+    """A whole second in China's time, half a minute ahead: time for the served process to register its
+    deployments and for the server's scheduler to create their runs before it comes."""
+    now = dt.datetime.now(TIMEZONE).replace(microsecond=0)
+    return now + dt.timedelta(seconds=SCHEDULE_LEAD_SECONDS)
 
 
 def moved_deployments(tmp: Path, slugs: set[str], at: dt.datetime) -> Path:
@@ -64,8 +67,8 @@ def moved_deployments(tmp: Path, slugs: set[str], at: dt.datetime) -> Path:
             if sched["slug"] not in slugs:
                 continue
             moved.add(sched["slug"])
-            if "cron" in sched:
-                sched["cron"] = f"{at.minute} {at.hour} {at.day} {at.month} *"
+            if "cron" in sched:  # croniter's sixth field: the second
+                sched["cron"] = f"{at.minute} {at.hour} {at.day} {at.month} * {at.second}"
             else:
                 sched["anchor_date"] = at.isoformat()
     assert moved == slugs
@@ -170,7 +173,7 @@ def test_the_servers_scheduler_runs_the_monthly_routine_and_operators_are_told_w
         add_approver(s, "li", "基金财务科科长", own_outbox("li"))  # her codes go to a file outbox of her own
     assert batches(period) == 0
 
-    at = next_minute()
+    at = soon()
     moved = moved_deployments(
         tmp_path, {"nanning-bill-month", "nanning-pay-providers", "send-notices-every-5-minutes"}, at
     )
@@ -206,7 +209,7 @@ def test_the_servers_scheduler_runs_the_monthly_routine_and_operators_are_told_w
             notices = wait_for(client, "send-notices", "COMPLETED", wait)
             pay = wait_for(client, "pay-providers", "PAUSED", wait)
             for run in (bill, notices, pay):
-                # Created by the server's scheduler from the deployment's schedule, at the moved minute.
+                # Created by the server's scheduler from the deployment's schedule, at the moved time.
                 assert run.auto_scheduled, run.name
                 assert run.expected_start_time == at, (run.name, run.expected_start_time, at)
             assert bill.name == f"bill nanning {period}"
