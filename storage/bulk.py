@@ -59,6 +59,27 @@ def _conflict_clause(columns: list[str], keys: Sequence[str], update: bool, excl
     return f"ON CONFLICT ({', '.join(chr(34) + k + chr(34) for k in keys)}) DO NOTHING"
 
 
+def copy_frame_binary(cur: Any, target: str, frame: pl.DataFrame) -> None:
+    """COPY a frame in PostgreSQL's binary format, encoded from its Arrow columns (pgpq): no text to parse on
+    either side. The frame's types must be the columns' own (Int64 for bigint, Utf8 for text, Date for date)."""
+    import pyarrow as pa
+    from pgpq import ArrowToPostgresBinaryEncoder
+
+    table = frame.to_arrow()
+    plain = [
+        pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f
+        for f in table.schema
+    ]
+    table = table.cast(pa.schema(plain))
+    encoder = ArrowToPostgresBinaryEncoder(table.schema)
+    cols = ", ".join(f'"{c}"' for c in frame.columns)
+    with cur.copy(f'COPY "{target}" ({cols}) FROM STDIN WITH (FORMAT binary)') as copy:
+        copy.write(encoder.write_header())
+        for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS // 4):
+            copy.write(encoder.write_batch(batch))
+        copy.write(encoder.finish())
+
+
 def copy_frame(cur: Any, target: str, frame: pl.DataFrame) -> None:
     cols = ", ".join(f'"{c}"' for c in frame.columns)
     for start in range(0, frame.height, COPY_CHUNK_ROWS):

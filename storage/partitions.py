@@ -14,12 +14,13 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
 from sqlalchemy.orm import Session
 
-from storage.bulk import bulk_upsert, copy_frame
+from storage.bulk import bulk_upsert, copy_frame_binary
 from storage.models import CareDay
 
 PERIOD = re.compile(r"(\d{4})-(\d{2})")
@@ -48,30 +49,46 @@ def partition_name(period: str) -> str:
 class CareDayWriter:
     """Writes a load's care-day rows, batch after batch, in the caller's transaction: each month's rows into a
     partition created for it when the month has none yet (its indexes built and the partition attached at
-    `finish`, once, whatever the number of batches); the rest upserted on the natural key. SQLite: upserts."""
+    `finish`, once, whatever the number of batches); the rest upserted on the natural key. SQLite: upserts.
+
+    A new partition's rows are copied (binary COPY) by a thread of the writer's while the caller reads and checks
+    the next batch: the database parses and stores one batch as Python parses the next. The caller calls `wait`
+    before it uses the session itself again."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.postgresql = session.get_bind().dialect.name == "postgresql"
         self.new: dict[str, str] = {}  # period -> partition created by this load, not attached yet
+        self._copying: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="care-day-copy")
+
+    def wait(self) -> None:
+        """Until the copy under way is done (its error, if any, raised here)."""
+        copying, self._copying = self._copying, None
+        if copying is not None:
+            copying.result()
 
     def write(self, rows: pl.DataFrame) -> None:
+        self.wait()
         if rows.is_empty():
             return
         if not self.postgresql:
             bulk_upsert(self.session, CareDay, rows, KEY)
             return
         raw: Any = self.session.connection().connection.dbapi_connection
+        fresh: list[tuple[str, pl.DataFrame]] = []
         for (period,), month in rows.partition_by("period", as_dict=True).items():
             period = str(period)
             if period not in self.new and self._taken(raw, period):
                 bulk_upsert(self.session, CareDay, month, KEY)
                 continue
-            with raw.cursor() as cur:
-                if period not in self.new:
-                    self.new[period] = partition_name(period)
+            if period not in self.new:
+                self.new[period] = partition_name(period)
+                with raw.cursor() as cur:
                     cur.execute(f'CREATE TABLE "{self.new[period]}" (LIKE care_day INCLUDING DEFAULTS)')
-                copy_frame(cur, self.new[period], month)
+            fresh.append((self.new[period], month))
+        if fresh:
+            self._copying = self._pool.submit(_copy_months, raw, fresh)
 
     def _taken(self, raw: Any, period: str) -> bool:
         """Whether the month has its partition, or rows in the default one (kept there); taken under a lock of the
@@ -87,6 +104,8 @@ class CareDayWriter:
     def finish(self) -> dict[str, float]:
         """Build each new partition's keys and indexes over its rows and attach it. Returns the seconds spent, per
         month."""
+        self.wait()
+        self._pool.shutdown()
         raw: Any = self.session.connection().connection.dbapi_connection if self.new else None
         built = {}
         for period, name in self.new.items():
@@ -96,12 +115,29 @@ class CareDayWriter:
         self.new = {}
         return built
 
+    def abandon(self) -> None:
+        """After an error elsewhere: let the copy under way end (its own error dropped), before the caller's
+        transaction is rolled back."""
+        with contextlib.suppress(Exception):
+            self.wait()
+        self._pool.shutdown()
+
+
+def _copy_months(raw: Any, months: list[tuple[str, pl.DataFrame]]) -> None:
+    with raw.cursor() as cur:
+        for name, month in months:
+            copy_frame_binary(cur, name, month)
+
 
 @contextlib.contextmanager
 def care_day_writer(session: Session) -> Iterator[CareDayWriter]:
     """A `CareDayWriter` whose new partitions are indexed and attached when the block ends without an error."""
     writer = CareDayWriter(session)
-    yield writer
+    try:
+        yield writer
+    except BaseException:
+        writer.abandon()
+        raise
     writer.finish()
 
 

@@ -453,15 +453,18 @@ def _load_in_batches(spec: InboundKind, path: Path, readable: Path) -> IntakeRep
     scan = pl.scan_csv(readable, infer_schema=False, encoding="utf8").with_row_index("line", offset=2)
     with session_scope() as session, care_day_writer(session) as care:
         for batch in _batches(scan.with_columns(pl.col("line").cast(pl.Int64)), path, readable):
+            # Read and checked while the batch before is still being copied in (`CareDayWriter`).
             raw, parsed, parse_failures = parse(spec, batch)
-            failures = pl.concat(
-                [parse_failures, validate(spec, raw, parsed), check_references(session, spec, parsed, cache)]
-            ).unique(["line", "field"], keep="first", maintain_order=True)
+            checked = validate(spec, raw, parsed)
+            care.wait()
+            failures = pl.concat([parse_failures, checked, check_references(session, spec, parsed, cache)]).unique(
+                ["line", "field"], keep="first", maintain_order=True
+            )
             here = duplicates.filter(duplicates.is_between(raw["line"].min(), raw["line"].max()))
             failures = _with_duplicates(spec, failures, here)
             good = parsed.filter(~pl.col("line").is_in(failures["line"].unique().implode()))
-            store(session, spec, good, given, care)
             quarantine(session, spec, path, raw, failures, sha)
+            store(session, spec, good, given, care)
             received += raw.height
             accepted += good.height
             bad_lines += failures["line"].n_unique()

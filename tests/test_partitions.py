@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from storage import models as m
@@ -194,3 +194,32 @@ def test_a_new_month_loaded_in_batches_is_one_partition_indexed_once(
     if backend == "postgresql":
         assert set(_partitions()) == {"care_day_default", "care_day_p2026_03"}
         assert any("UNIQUE" in d for d in _indexes("care_day_p2026_03"))
+
+
+def test_a_copy_that_fails_leaves_no_month_behind(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy into a new month's partition runs beside the reading of the next batch; when it fails, the load
+    fails whole: no partition, no care day, no quarantined row of the file is left, and the file loads again."""
+    import storage.partitions as partitions
+    import tasks.intake as intake
+
+    if backend != "postgresql":
+        pytest.skip("SQLite has no partitions")
+    _registry(tmp_path)
+    monkeypatch.setattr(intake, "BATCH_ROWS", 1)
+    real = partitions._copy_months
+
+    def broken(raw: object, months: list[tuple[str, object]]) -> None:
+        raise OSError("connection lost in the middle of a copy")
+
+    monkeypatch.setattr(partitions, "_copy_months", broken)
+    body = MARCH + "P9,H1,2026-03,2026-03-04,home,A01,1\n"  # one row quarantined (unknown person)
+    with pytest.raises(OSError, match="connection lost"):
+        load_file("care_days", _file(tmp_path, "march.csv", body))
+    assert _rows() == [] and set(_partitions()) == {"care_day_default"}
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(m.QuarantinedRow)) == 0
+    monkeypatch.setattr(partitions, "_copy_months", real)
+    report = load_file("care_days", _file(tmp_path, "march.csv", body))
+    assert (report.accepted, report.quarantined) == (2, 1) and len(_rows()) == 2
