@@ -408,7 +408,7 @@ def _with_duplicates(spec: InboundKind, failures: pl.DataFrame, lines: pl.Series
 
 # Files of more rows than this are read, checked and written in batches of this many rows, in one transaction,
 # so that memory is bounded by the batch, not by the file.
-BATCH_ROWS = 2_000_000
+BATCH_ROWS = 1_000_000
 BATCHED_KINDS = ("care_days", "hospital_stays", "contributions", "persons")
 
 
