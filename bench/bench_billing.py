@@ -451,7 +451,6 @@ CREATE TABLE {SCRATCH} (
   personal_fen bigint NOT NULL, over_cap_fen bigint NOT NULL, cap_reason varchar(48), exclusions json NOT NULL,
   UNIQUE (person_id, provider_id, period, care_mode)
 );
-CREATE INDEX ON {SCRATCH} (person_id);
 CREATE INDEX ON {SCRATCH} (provider_id);
 CREATE INDEX ON {SCRATCH} (period)
 """
