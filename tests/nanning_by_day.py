@@ -10,7 +10,7 @@ import polars as pl
 
 from rules.common import care_day_status, claim_lines, finish, join_dated, not_first_of_day
 from rules.engine import Pack, period_bounds
-from rules.packs.nanning.formulas import _home_quota
+from rules.packs.nanning.formulas import _home_quota, pay_lines
 
 
 def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFrame:
@@ -29,22 +29,7 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
         .fill_null(0)
     )
     lines = claim_lines(days)
-    lines = _home_quota(lines, inputs, pack, first, last)
-    home = pl.col("care_mode") == "home"
-    lines = lines.with_columns(
-        payable_fen=pl.when(home).then(pl.col("within_quota_fen")).otherwise(pl.col("gross_fen")),
-        rule_params=pl.when(pl.col("care_mode") == "institutional")
-        .then(pl.concat_list(pl.format("billing.institutional_daily_rate.grade_{}", "grade")))
-        .otherwise(
-            pl.concat_list(
-                pl.format("billing.home_monthly_quota.grade_{}", "grade"), pl.lit("billing.home_quota_partial_month")
-            )
-        ),
-    ).with_columns(
-        over_cap_fen=pl.col("gross_fen") - pl.col("payable_fen"),
-        cap_reason=pl.when(home).then(pl.lit("OVER_MONTHLY_QUOTA")),
-    )
-    return finish(lines, period)
+    return finish(pay_lines(_home_quota(lines, inputs, pack, first, last)), period)
 
 
 def _modes_and_bed_days(days: pl.DataFrame, pack: Pack, first: dt.date) -> pl.DataFrame:

@@ -147,10 +147,16 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
         .otherwise(0)
     ).drop("_sum", "_amount", "_excluded", "items", "provider_kind")
     lines = ds.finish_lines(ds.line_grade(lines), first)
-    lines = _home_quota(lines, inputs, pack, first, last)
-    lines = lines.with_columns(
+    return finish(pay_lines(_home_quota(lines, inputs, pack, first, last)), period)
+
+
+def pay_lines(lines: pl.DataFrame) -> pl.DataFrame:
+    """What the fund pays of each line: institutional care its gross, home care what fits under the quota; the
+    parameters each line applied."""
+    home = pl.col("care_mode") == "home"
+    return lines.with_columns(
         payable_fen=pl.when(home).then(pl.col("within_quota_fen")).otherwise(pl.col("gross_fen")),
-        rule_params=pl.when(institutional)
+        rule_params=pl.when(pl.col("care_mode") == "institutional")
         .then(pl.concat_list(pl.format("billing.institutional_daily_rate.grade_{}", "grade")))
         .otherwise(
             pl.concat_list(
@@ -161,7 +167,6 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
         over_cap_fen=pl.col("gross_fen") - pl.col("payable_fen"),
         cap_reason=pl.when(home).then(pl.lit("OVER_MONTHLY_QUOTA")),
     )
-    return finish(lines, period)
 
 
 def _modes_and_bed_days(lines: pl.DataFrame, pack: Pack, first: dt.date) -> pl.DataFrame:

@@ -39,23 +39,7 @@ def upgrade() -> None:
     for old in ("pk_care_day", OLD_KEY):
         op.execute(f"ALTER TABLE care_day_before_0015 RENAME CONSTRAINT {old} TO {old}_before_0015")
     op.execute("ALTER INDEX ix_care_day_period RENAME TO ix_care_day_period_before_0015")
-    op.execute(
-        """
-        CREATE TABLE care_day (
-            id integer NOT NULL DEFAULT nextval('care_day_id_seq'),
-            person_id varchar(32) NOT NULL,
-            provider_id varchar(32) NOT NULL,
-            period varchar(7) NOT NULL,
-            care_date date NOT NULL,
-            care_mode varchar(16) NOT NULL,
-            item_code varchar(16) NOT NULL,
-            amount_fen bigint NOT NULL,
-            CONSTRAINT pk_care_day PRIMARY KEY (id, period),
-            CONSTRAINT uq_care_day_person_id_provider_id_care_date_item_code_period
-                UNIQUE (person_id, provider_id, care_date, item_code, period)
-        ) PARTITION BY LIST (period)
-        """
-    )
+    op.execute(_create_care_day(partitioned=True))
     op.execute("CREATE INDEX ix_care_day_period ON care_day (period)")
     op.execute("CREATE TABLE care_day_default PARTITION OF care_day DEFAULT")
     periods = op.get_bind().execute(sa.text("SELECT DISTINCT period FROM care_day_before_0015")).scalars().all()
@@ -83,8 +67,22 @@ def downgrade() -> None:
     for name in ("pk_care_day", NEW_KEY):
         op.execute(f"ALTER TABLE care_day_partitioned RENAME CONSTRAINT {name} TO {name}_partitioned")
     op.execute("ALTER INDEX ix_care_day_period RENAME TO ix_care_day_period_partitioned")
-    op.execute(
-        f"""
+    op.execute(_create_care_day(partitioned=False))
+    op.execute("CREATE INDEX ix_care_day_period ON care_day (period)")
+    op.execute("CREATE INDEX ix_care_day_person_id ON care_day (person_id)")
+    op.execute(f"INSERT INTO care_day ({COLUMNS}) SELECT {COLUMNS} FROM care_day_partitioned")
+    op.execute("ALTER SEQUENCE care_day_id_seq OWNED BY care_day.id")
+    op.execute("DROP TABLE care_day_partitioned CASCADE")
+
+
+def _create_care_day(partitioned: bool) -> str:
+    """care_day as 0015 makes it (partitioned by period, the period in its keys) or as it was before."""
+    key = (
+        f"{NEW_KEY} UNIQUE ({', '.join(OLD_COLUMNS)}, period)"
+        if partitioned
+        else f"{OLD_KEY} UNIQUE ({', '.join(OLD_COLUMNS)})"
+    )
+    return f"""
         CREATE TABLE care_day (
             id integer NOT NULL DEFAULT nextval('care_day_id_seq'),
             person_id varchar(32) NOT NULL,
@@ -94,13 +92,7 @@ def downgrade() -> None:
             care_mode varchar(16) NOT NULL,
             item_code varchar(16) NOT NULL,
             amount_fen bigint NOT NULL,
-            CONSTRAINT pk_care_day PRIMARY KEY (id),
-            CONSTRAINT {OLD_KEY} UNIQUE (person_id, provider_id, care_date, item_code)
-        )
+            CONSTRAINT pk_care_day PRIMARY KEY ({"id, period" if partitioned else "id"}),
+            CONSTRAINT {key}
+        ){" PARTITION BY LIST (period)" if partitioned else ""}
         """
-    )
-    op.execute("CREATE INDEX ix_care_day_period ON care_day (period)")
-    op.execute("CREATE INDEX ix_care_day_person_id ON care_day (person_id)")
-    op.execute(f"INSERT INTO care_day ({COLUMNS}) SELECT {COLUMNS} FROM care_day_partitioned")
-    op.execute("ALTER SEQUENCE care_day_id_seq OWNED BY care_day.id")
-    op.execute("DROP TABLE care_day_partitioned CASCADE")
