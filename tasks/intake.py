@@ -413,18 +413,21 @@ BATCHED_KINDS = ("care_days", "hospital_stays", "contributions", "persons")
 
 
 def _duplicate_lines(spec: InboundKind, path: Path) -> pl.Series:
-    """Lines of a large file whose parsed key another line repeats: a streaming pass over a 64-bit hash of each
-    key, then an exact comparison of the few keys whose hashes collide."""
+    """Lines of a large file whose parsed key another line repeats. A streaming pass keeps a 64-bit hash of each
+    key and nothing else; sorted, the hashes that repeat are those equal to the one before (no hash table over
+    the file's rows); a second streaming pass takes the lines of those hashes, whose keys are compared exactly."""
     keyed = [c for c in spec.columns if c.field in spec.key]
     scan = pl.scan_csv(path, infer_schema=False, encoding="utf8").with_row_index("line", offset=2)
     keys = scan.select(pl.col("line").cast(pl.Int64), *[_field(c) for c in keyed]).filter(
         pl.all_horizontal(pl.col(list(spec.key)).is_not_null())
     )
-    hashed = keys.select("line", pl.struct(list(spec.key)).hash(seed=0).alias("h")).collect(engine="streaming")
-    candidates = hashed.filter(pl.col("h").is_duplicated())["line"]
-    if candidates.is_empty():
-        return candidates
-    exact = keys.filter(pl.col("line").is_in(candidates.implode())).collect(engine="streaming")
+    hashed = pl.struct(list(spec.key)).hash(seed=0)
+    ordered = keys.select(hashed.alias("h")).collect(engine="streaming")["h"].sort()
+    repeated = ordered.filter(ordered == ordered.shift(1)).unique()
+    del ordered
+    if repeated.is_empty():
+        return pl.Series("line", [], dtype=pl.Int64)
+    exact = keys.filter(hashed.is_in(repeated.implode())).collect(engine="streaming")
     return exact.filter(pl.struct(list(spec.key)).is_duplicated())["line"]
 
 
