@@ -876,12 +876,10 @@ def stage_e2e(repeat: int) -> list[dict[str, Any]]:
     `repeat` times; the fastest run counts. The claim lines written must equal ours."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    from tasks.records import READ_SETTINGS
+    from tasks.records import apply_read_settings
 
     with adbc.connect(pg_uri()) as conn:
-        with conn.cursor() as cur:  # the planner settings of our own reads (no JIT): the same footing
-            for name, value in READ_SETTINGS.items():
-                cur.execute(f"SET {name} = {value}")
+        apply_read_settings(conn)  # the planner settings of our own reads (no JIT): the same footing
         conn.commit()
         runs = [_e2e_once(conn) for _ in range(max(repeat, 1))]
         (read, compute, write, total), rows, written = min(runs, key=lambda r: r[0][3])

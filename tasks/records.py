@@ -78,15 +78,20 @@ def _adbc_uri(url: URL) -> str:
 READ_SETTINGS = {"jit": "off", "random_page_cost": "1.1"}
 
 
+def apply_read_settings(connection: Any) -> None:
+    """`READ_SETTINGS` for the rest of a DB-API connection's session."""
+    with connection.cursor() as cur:
+        for name, value in READ_SETTINGS.items():
+            cur.execute(f"SET {name} = {value}")
+
+
 @contextlib.contextmanager
 def _adbc_connect(url: URL) -> Iterator[Any]:
     """An autocommit ADBC connection for committed reads, with `READ_SETTINGS`."""
     from adbc_driver_postgresql import dbapi
 
     with dbapi.connect(_adbc_uri(url), autocommit=True) as adbc:
-        with adbc.cursor() as cur:
-            for name, value in READ_SETTINGS.items():
-                cur.execute(f"SET {name} = {value}")
+        apply_read_settings(adbc)
         yield adbc
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from storage import models as m
 from storage.db import alembic_config, get_engine, session_scope
 from tasks.intake import load_file
+from tests.migrating import migrate
 
 PERSONS = """person_id,name,id_number,jurisdiction,area,insurance_type,contribution_base,birth_date
 P1,张三,450103195001011248,nanning,青秀区,employee,5000.00,1950-01-01
@@ -134,13 +135,7 @@ def test_rows_of_a_month_already_in_the_default_partition_stay_there(backend: st
 
 
 def test_the_migration_moves_care_days_on_record_into_partitions_and_back(backend: str) -> None:
-    def run(step: str, rev: str) -> None:
-        cfg = alembic_config()
-        with get_engine().begin() as conn:
-            cfg.attributes["connection"] = conn
-            getattr(command, step)(cfg, rev)
-
-    run("downgrade", "0014")
+    migrate("downgrade", "0014")
     with get_engine().begin() as conn:
         for i, (period, day) in enumerate(
             [("2026-02", "2026-02-27"), ("2026-03", "2026-03-01"), ("2026-03", "2026-03-02")]
@@ -151,7 +146,7 @@ def test_the_migration_moves_care_days_on_record_into_partitions_and_back(backen
                     f" VALUES ('P{i}', 'H1', '{period}', '{day}', 'institutional', '', {i})"
                 )
             )
-    run("upgrade", "head")
+    migrate("upgrade", "head")
     assert [(r[0], r[1], r[4]) for r in _rows()] == [("P0", "2026-02", 0), ("P1", "2026-03", 1), ("P2", "2026-03", 2)]
     if backend == "postgresql":
         assert set(_partitions()) == {"care_day_default", "care_day_p2026_02", "care_day_p2026_03"}
@@ -168,10 +163,10 @@ def test_the_migration_moves_care_days_on_record_into_partitions_and_back(backen
             )
         )
     command.check(alembic_config())
-    run("downgrade", "0014")
+    migrate("downgrade", "0014")
     with get_engine().begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM care_day")).scalar() == 4
-    run("upgrade", "head")
+    migrate("upgrade", "head")
     assert len(_rows()) == 4
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage import models as m
 from storage.db import alembic_config, session_scope, upsert
+from tests.migrating import migrate
 
 
 def test_migrations_match_the_models(backend: str) -> None:
@@ -107,13 +108,7 @@ def test_the_migration_encrypts_id_numbers_already_on_record(backend: str) -> No
     from common import idvault
     from storage.db import get_engine
 
-    def run(step: str, rev: str) -> None:
-        cfg = alembic_config()
-        with get_engine().begin() as conn:
-            cfg.attributes["connection"] = conn
-            getattr(command, step)(cfg, rev)
-
-    run("downgrade", "0007")
+    migrate("downgrade", "0007")
     with get_engine().begin() as conn:
         conn.execute(
             text(
@@ -125,7 +120,7 @@ def test_the_migration_encrypts_id_numbers_already_on_record(backend: str) -> No
         conn.execute(
             text("INSERT INTO contribution (person_id, period, due_fen, paid_fen) VALUES ('P1', '2026-03', 100, 100)")
         )
-    run("upgrade", "head")
+    migrate("upgrade", "head")
     with session_scope() as s:
         person = s.scalars(select(m.Person)).one()
         raw = " ".join(str(v) for v in s.execute(text("SELECT * FROM person")).one())
