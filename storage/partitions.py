@@ -18,13 +18,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import Session
 
 from storage.bulk import bulk_upsert, copy_frame_binary
 from storage.models import CareDay
 
 PERIOD = re.compile(r"(\d{4})-(\d{2})")
-KEY = ("person_id", "provider_id", "care_date", "item_code", "period")
+# The natural key, as the model declares it (the period in it).
+KEY = next(tuple(c.columns.keys()) for c in CareDay.__table_args__ if isinstance(c, UniqueConstraint))
 # Memory for building a month's indexes (PostgreSQL's maintenance_work_mem, for this transaction only): with the
 # default 64 MB the sort of a 3-million-row month spills to disk.
 INDEX_BUILD_MEMORY = "1GB"
