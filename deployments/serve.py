@@ -29,6 +29,7 @@ from flows.record_assessments import record_assessments
 from flows.schedule_assessments import schedule_assessments
 from flows.send_notices import send_notices
 from flows.send_reminders import send_reminders
+from flows.whatif import whatif
 
 FLOWS: list[Flow[Any, Any]] = [
     intake_inbox,
@@ -45,6 +46,7 @@ FLOWS: list[Flow[Any, Any]] = [
     reconcile_payments,
     send_notices,
     monthly_cycle,
+    whatif,
 ]
 PREFECT_YAML = Path(__file__).resolve().parent / "prefect.yaml"
 

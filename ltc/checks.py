@@ -110,3 +110,24 @@ def quiet_user_errors_on_the_console() -> None:
             isinstance(f, QuietUserErrors) for f in handler.filters
         ):
             handler.addFilter(QuietUserErrors())
+
+
+def billed_record(jurisdiction: str) -> str:
+    """The last month of the pooling area billed on the record; a `UserError` where the record holds none (a new
+    home, another database), said before anything starts (and without making an empty database file)."""
+    from sqlalchemy import inspect
+
+    from common.settings import get_settings
+    from storage.db import get_engine
+    from tasks.whatif import last_closed
+
+    url = get_settings().database_url
+    hint = f"no billed month of {jurisdiction} on the record: load and bill a month first (or run `ltc demo`)"
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise UserError(hint)
+    if "claim_line" not in inspect(get_engine()).get_table_names():
+        raise UserError(hint)
+    last = last_closed(jurisdiction)
+    if last is None:
+        raise UserError(hint)
+    return last

@@ -495,6 +495,39 @@ def report_fund(
     console.print(f"wrote {write_fund_report(jurisdiction, period, target)}")
 
 
+@app.command("whatif")
+def whatif_cmd(
+    variant: Annotated[Path, typer.Option(help="the variant file: the parameters a proposal changes (YAML)")],
+    from_: Annotated[str, typer.Option("--from", help="the first month replayed, YYYY-MM")],
+    to: Annotated[str, typer.Option("--to", help="the last month replayed, YYYY-MM")],
+    jurisdiction: Annotated[str, typer.Option(help="policy pack")] = "nanning",
+    years: Annotated[int, typer.Option(help="years projected after the last month", min=1, max=50)] = 10,
+    out: Annotated[
+        Path | None, typer.Option(help="the scenario's folder (default: $LTC_HOME/whatif/<pack>-<from>-<to>-<id>)")
+    ] = None,
+) -> None:
+    """What a proposal would cost: bill the months again on the record under the pack in force and under the
+    variant, side by side, carry the fund forward, and write the scenario (Parquet, CSV, HTML report). The record is
+    not changed."""
+    from ltc import checks
+    from rules.errors import UserError
+    from rules.variants import load_variant
+
+    checks.pack(jurisdiction)
+    checks.period(from_, jurisdiction)
+    checks.period(to, jurisdiction)
+    if to < from_:
+        raise UserError(f"--to {to} is before --from {from_}")
+    load_variant(variant, jurisdiction)  # RulesError naming the file and what is wrong
+    checks.billed_record(jurisdiction)
+    _quiet_flows()
+    from flows.whatif import whatif
+
+    with console.status(f"replaying {jurisdiction} {from_}..{to} under both packs"):
+        result = whatif(jurisdiction, str(variant), from_, to, years, str(out) if out else None)
+    console.print_json(json.dumps(result, ensure_ascii=False, default=str))
+
+
 @app.command("status")
 def status_cmd(
     jurisdiction: Annotated[str, typer.Option(help="policy pack")] = "nanning",

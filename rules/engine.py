@@ -36,6 +36,8 @@ YEAR = re.compile(r"\d{4}")
 
 MONEY_UNITS = {"yuan", "yuan/day", "yuan/month", "yuan/year", "yuan/assessment"}
 SOURCES = ("document", "assumption", "operator")
+VARIANT = "variant"
+"""The source of a value in a variant pack (`rules.variants`): a proposal, never in force."""
 OVERRIDES_ENV = "LTC_RULES_OVERRIDES"
 VALID_FROM, VALID_TO = "pack.valid_from", "pack.valid_to"
 DATES_OF_EFFECT = (VALID_FROM, VALID_TO)
@@ -194,16 +196,24 @@ def _as_date(x: Any) -> dt.date:
     return dt.date.fromisoformat(str(x))
 
 
-def _walk(node: dict[str, Any], prefix: str, out: dict[str, Parameter], where: Path, context: str = "") -> None:
-    """Collect the parameters of a node; a leaf's description is prefixed by its parent node's."""
+def _walk(
+    node: dict[str, Any],
+    prefix: str,
+    out: dict[str, Parameter],
+    where: Path,
+    context: str = "",
+    sources: tuple[str, ...] = SOURCES,
+) -> None:
+    """Collect the parameters of a node; a leaf's description is prefixed by its parent node's. Each value's
+    source must be one of `sources`."""
     own = str(node.get("description", "")).strip()
     if "values" in node:
         values = []
         for start, entry in sorted(node["values"].items(), key=lambda kv: _as_date(kv[0])):
             if not isinstance(entry, dict) or "reference" not in entry or "source" not in entry:
                 raise RulesError(f"{where}: {prefix} value of {start} needs reference and source")
-            if entry["source"] not in SOURCES:
-                raise RulesError(f"{where}: {prefix} source must be one of {', '.join(SOURCES)}")
+            if entry["source"] not in sources:
+                raise RulesError(f"{where}: {prefix} source must be one of {', '.join(sources)}")
             values.append(DatedValue(_as_date(start), entry.get("value"), entry["reference"], entry["source"]))
         description = f"{context}（{own}）" if context and own else context or own
         out[prefix] = Parameter(prefix, description, node.get("unit", ""), tuple(values), node.get("set_by"))
@@ -211,7 +221,7 @@ def _walk(node: dict[str, Any], prefix: str, out: dict[str, Parameter], where: P
     for key, child in node.items():
         if key in ("description", "set_by"):
             continue
-        _walk(child, f"{prefix}.{key}" if prefix else key, out, where, own if "." in prefix else "")
+        _walk(child, f"{prefix}.{key}" if prefix else key, out, where, own if "." in prefix else "", sources)
 
 
 def overrides_dir() -> Path | None:
@@ -299,7 +309,11 @@ def _date_of_effect(p: Parameter, where: Path) -> Any:
 
 
 def _apply_override(
-    params: dict[str, Parameter], written_from: dt.date, data: dict[str, Any], where: Path
+    params: dict[str, Parameter],
+    written_from: dt.date,
+    data: dict[str, Any],
+    where: Path,
+    sources: tuple[str, ...] = SOURCES,
 ) -> dict[str, Parameter]:
     """An override maps parameter names to dated values, as in a pack; its entries win on their dates.
 
@@ -311,7 +325,7 @@ def _apply_override(
         if name not in params:
             raise RulesError(f"{where}: pack has no parameter {name} to override")
         found: dict[str, Parameter] = {}
-        _walk(node, name, found, where)
+        _walk(node, name, found, where, sources=sources)
         given[name] = found[name]
     start = _date_of_effect(given[VALID_FROM], where) if VALID_FROM in given else written_from
     out: dict[str, Parameter] = {}

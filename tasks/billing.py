@@ -78,10 +78,14 @@ def read_inputs(s: Session, jurisdiction: str, period: str, part: Part = WHOLE) 
         }
 
 
-@pa.check_types
 def compute_claims(inputs: dict[str, pl.DataFrame], jurisdiction: str, period: str) -> DataFrame[Claims]:
     """The pack's billing formula in force on the first day of the period, on whole frames."""
-    pack = load_pack(jurisdiction)
+    return claims_under(load_pack(jurisdiction), inputs, period)
+
+
+@pa.check_types
+def claims_under(pack: Pack, inputs: dict[str, pl.DataFrame], period: str) -> DataFrame[Claims]:
+    """The billing formula of `pack` (the pack in force, or a variant of it) in force on the period's first day."""
     first, _ = period_bounds(period)
     bill = resolve(pack, "bill", first)
     out: pl.DataFrame = bill(inputs, pack, period)

@@ -45,7 +45,13 @@ def load_assessed(jurisdiction: str, as_of: dt.date) -> dict[str, pl.DataFrame]:
 def decide(inputs: dict[str, pl.DataFrame], jurisdiction: str, as_of: dt.date) -> DataFrame[Decisions]:
     """The pack's eligibility formula and parameters in force on each application's own date; `as_of` is the
     date the decisions are made and recorded."""
-    pack = load_pack(jurisdiction)
+    return decide_under(load_pack(jurisdiction), inputs)
+
+
+@pa.check_types
+def decide_under(pack: Pack, inputs: dict[str, pl.DataFrame]) -> DataFrame[Decisions]:
+    """The eligibility formula of `pack` (the pack in force, or a variant of it) in force on each application's
+    day of receipt, with the pack's parameters."""
     if inputs["apps"].is_empty():
         return DataFrame[Decisions](pl.DataFrame(schema={**OUTPUT_DECISIONS, "assessment_sequence": pl.Int64}))
     # Each application is decided by the formula in force on the day it was received (not the decision day).

@@ -241,18 +241,6 @@ def hospital_stays(session: Session, jurisdiction: str, period: str, part: Part 
 
 def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
     """Assessed applications without a decision, with what eligibility needs to know of the person."""
-    received_month = func.substr(func.cast(m.Application.received_on, m.Contribution.period.type), 1, 7)
-    full_months = (
-        select(func.count())
-        .where(
-            m.Contribution.person_id == m.Application.person_id,
-            m.Contribution.paid_fen >= m.Contribution.due_fen,
-            m.Contribution.due_fen > 0,
-            m.Contribution.period < received_month,
-        )
-        .correlate(m.Application)
-        .scalar_subquery()
-    )
     later = aliased(m.Assessment)
     latest_done = (
         select(func.max(later.sequence))
@@ -267,26 +255,7 @@ def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
         )
     )
     stmt = (
-        select(
-            m.Application.application_id,
-            m.Application.person_id,
-            m.Application.received_on,
-            m.Application.disabled_since,
-            m.Application.care_mode,
-            m.Assessment.grade,
-            m.Assessment.published_on,
-            m.Person.insurance_type,
-            m.Person.birth_date,
-            m.Person.student,
-            m.Person.retired_cadre,
-            m.Person.disabled_veteran_grade,
-            m.Person.work_injury_care_allowance,
-            m.Person.death_date,
-            full_months.label("full_contribution_months"),
-            already.label("already_beneficiary"),
-            m.Assessment.sequence,
-        )
-        .join(m.Person, m.Person.person_id == m.Application.person_id)
+        _application_rows(already)
         .join(
             m.Assessment,
             and_(
@@ -299,3 +268,64 @@ def assessed_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
         .order_by(m.Application.application_id)
     )
     return frame(session, stmt, {**SCHEMAS["apps"], "assessment_sequence": pl.Int64})
+
+
+def decided_applications(session: Session, jurisdiction: str) -> pl.DataFrame:
+    """Every decided application as eligibility saw it, for deciding it again (a what-if): the assessment the
+    decision rests on, and whether the person was already a beneficiary by another application decided before."""
+    dec, other = m.EligibilityDecision, aliased(m.EligibilityDecision)
+    already = exists().where(
+        and_(
+            other.person_id == dec.person_id,
+            other.application_id != dec.application_id,
+            other.approved.is_(True),
+            other.decided_on <= dec.decided_on,
+        )
+    )
+    stmt = (
+        _application_rows(already)
+        .join(dec, dec.application_id == m.Application.application_id)
+        .join(
+            m.Assessment,
+            and_(m.Assessment.application_id == dec.application_id, m.Assessment.sequence == dec.assessment_sequence),
+        )
+        .where(dec.jurisdiction == jurisdiction)
+        .order_by(dec.application_id, dec.assessment_sequence)
+    )
+    return frame(session, stmt, {**SCHEMAS["apps"], "assessment_sequence": pl.Int64})
+
+
+def _application_rows(already: Any) -> Any:
+    """The columns of `SCHEMAS["apps"]` (and the assessment's sequence) for applications joined to their person and
+    to one assessment: full contribution months before the month of application, and `already` as said."""
+    received_month = func.substr(func.cast(m.Application.received_on, m.Contribution.period.type), 1, 7)
+    full_months = (
+        select(func.count())
+        .where(
+            m.Contribution.person_id == m.Application.person_id,
+            m.Contribution.paid_fen >= m.Contribution.due_fen,
+            m.Contribution.due_fen > 0,
+            m.Contribution.period < received_month,
+        )
+        .correlate(m.Application)
+        .scalar_subquery()
+    )
+    return select(
+        m.Application.application_id,
+        m.Application.person_id,
+        m.Application.received_on,
+        m.Application.disabled_since,
+        m.Application.care_mode,
+        m.Assessment.grade,
+        m.Assessment.published_on,
+        m.Person.insurance_type,
+        m.Person.birth_date,
+        m.Person.student,
+        m.Person.retired_cadre,
+        m.Person.disabled_veteran_grade,
+        m.Person.work_injury_care_allowance,
+        m.Person.death_date,
+        full_months.label("full_contribution_months"),
+        already.label("already_beneficiary"),
+        m.Assessment.sequence,
+    ).join(m.Person, m.Person.person_id == m.Application.person_id)

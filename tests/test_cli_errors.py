@@ -44,6 +44,13 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "not-gb.csv").write_bytes(GOOD_HEADER.encode() + b"P1,\xff\xfe,,nanning,A,employee,1000\n")
     (tmp_path / "gb-nocol.csv").write_bytes("person_id,name\nP1,𠮷\n".encode("gb18030"))
     (tmp_path / "gb-empty.csv").write_bytes(b"\x84\x31\x95\x33\r\n")  # GB18030's byte-order mark, a line end
+    head = "jurisdiction: nanning\ntitle: t\ndescription: d\n"
+    (tmp_path / "variant.yaml").write_text(head + "parameters: {}\n", encoding="utf-8")
+    rate = "billing.institutional_daily_rate.grade_3"
+    entry = "{value: 60, reference: r, source: operator}"
+    (tmp_path / "variant-operator.yaml").write_text(
+        head + f"parameters:\n  {rate}:\n    values:\n      2026-03-01: {entry}\n", encoding="utf-8"
+    )
     return tmp_path
 
 
@@ -113,6 +120,26 @@ CASES = {
     "unknown-kind": (["load", "payslips", "nocol.csv"], "unknown kind 'payslips'"),
     "results-file": (["run", "record_assessments", "--file", "empty.csv"], "empty.csv: the file is empty"),
     "unknown-person": (["explain", "P99999"], "no person P99999"),
+    "whatif-reversed": (
+        ["whatif", "--variant", "variant.yaml", "--from", "2026-03", "--to", "2026-02"],
+        "--to 2026-02 is before --from 2026-03",
+    ),
+    "whatif-period": (
+        ["whatif", "--variant", "variant.yaml", "--from", "2026-13", "--to", "2026-12"],
+        "'2026-13' is not of the form YYYY-MM",
+    ),
+    "whatif-no-file": (
+        ["whatif", "--variant", "nothere.yaml", "--from", "2026-01", "--to", "2026-02"],
+        "nothere.yaml: cannot read the variant file",
+    ),
+    "whatif-source": (
+        ["whatif", "--variant", "variant-operator.yaml", "--from", "2026-01", "--to", "2026-02"],
+        "variant-operator.yaml: billing.institutional_daily_rate.grade_3 source must be one of variant",
+    ),
+    "whatif-no-record": (
+        ["whatif", "--variant", "variant.yaml", "--from", "2026-01", "--to", "2026-02"],
+        "no billed month of nanning on the record",
+    ),
 }
 
 
