@@ -13,6 +13,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import func, select
 
+from common.charts import bars
 from common.formatting import yuan
 from rules.engine import RulesError, load_pack, period_bounds
 from storage import models as m
@@ -21,6 +22,7 @@ from storage.db import session_scope
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "reports"
 MONTHS_SHOWN = 12
 COLOURS = {"in": "#2b7bba", "out": "#d95f02", "institutional": "#1b9e77", "home": "#7570b3", "community": "#e7298a"}
+NAMES = {"in": "保费收入 (in)", "out": "待遇支出 (out)"}
 
 
 def _months(period: str, n: int) -> list[str]:
@@ -30,36 +32,6 @@ def _months(period: str, n: int) -> list[str]:
         out.append(f"{year}-{month:02d}")
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     return out[::-1]
-
-
-def bars(series: dict[str, list[int]], labels: list[str], width: int = 720, height: int = 220) -> str:
-    """Grouped bars, one group per label, one bar per series (values in fen, drawn in yuan)."""
-    top = max([v for vs in series.values() for v in vs] + [1])
-    n, k = len(labels), max(len(series), 1)
-    left, bottom = 70, 30
-    group = (width - left) / max(n, 1)
-    bar = group * 0.8 / k
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
-    for i in range(5):
-        y = height - bottom - (height - bottom - 10) * i / 4
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" stroke="#ddd"/>')
-        parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{top * i / 4 / 100:,.0f}</text>'
-        )
-    for j, (name, values) in enumerate(series.items()):
-        for i, v in enumerate(values):
-            h = (height - bottom - 10) * v / top
-            x = left + i * group + group * 0.1 + j * bar
-            parts.append(
-                f'<rect class="bar" data-series="{name}" x="{x:.1f}" y="{height - bottom - h:.1f}" '
-                f'width="{bar:.1f}" height="{h:.1f}" fill="{COLOURS.get(name, "#888")}">'
-                f"<title>{labels[i]} {name}: {yuan(v)}</title></rect>"
-            )
-    for i, label in enumerate(labels):
-        x = left + i * group + group / 2
-        parts.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="10" text-anchor="middle">{label[2:]}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def line(values: list[int], labels: list[str], width: int = 720, height: int = 180) -> str:
@@ -202,10 +174,10 @@ def render_fund_report(jurisdiction: str, period: str) -> str:
     )
     env.filters["yuan"] = yuan
     charts = {
-        "in_out": bars({"in": f["contributions_fen"], "out": f["benefits_fen"]}, f["labels"]),
-        "by_mode": bars(f["by_mode_month"], f["labels"]),
+        "in_out": bars({"in": f["contributions_fen"], "out": f["benefits_fen"]}, f["labels"], COLOURS, NAMES),
+        "by_mode": bars(f["by_mode_month"], f["labels"], COLOURS),
         "beneficiaries": line(f["beneficiaries"], f["labels"]),
-        "fees": bars({"out": f["fees_fen"]}, f["labels"], height=160),
+        "fees": bars({"out": f["fees_fen"]}, f["labels"], COLOURS, {"out": "评估费 (assessment fees)"}, height=160),
     }
     return env.get_template("fund.html.j2").render(f=f, charts=charts)
 

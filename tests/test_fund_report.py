@@ -4,8 +4,6 @@ page is rendered in headless Chromium (where the machine has it)."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from ltc.fund_report import fund_figures
 from ltc.pipeline import run_demo
 from storage import models as m
 from storage.db import session_scope
+from tests.rendering import colour_counts
 
 PERIOD = "2026-03"
 
@@ -56,27 +55,6 @@ def test_fund_report_figures_and_charts(backend: str, tmp_path: Path) -> None:
     assert not re.search(r"\d{17}[\dX]", page)  # no ID number
     assert get_settings().home  # the default output folder is under LTC_HOME
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no Chromium on this machine to render the page")
-    from PIL import Image
-
-    png = tmp_path / "fund.png"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--window-size=900,2300",
-            f"--screenshot={png}",
-            out.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    pixels = Image.open(png).convert("RGB").get_flattened_data()
     colours = {"in": (0x2B, 0x7B, 0xBA), "out": (0xD9, 0x5F, 0x02), "institutional": (0x1B, 0x9E, 0x77)}
-    seen = {name: sum(1 for p in pixels if p == rgb) for name, rgb in colours.items()}
+    seen = colour_counts(out, tmp_path / "fund.png", 2300, colours)
     assert all(n > 200 for n in seen.values()), seen  # each chart's bars are drawn
