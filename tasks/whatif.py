@@ -541,8 +541,8 @@ PROJECTION_MONTHS = 12
 
 
 def baseline(result: dict[str, Any], scenario: str, months: list[str]) -> Baseline:
-    """One scenario's year at the end of the range: insured persons, contributions, beneficiaries and a year's
-    benefits per beneficiary by grade, and the closing balance."""
+    """One scenario's year at the end of `months` (its last twelve, or all, made a year): insured persons,
+    contributions, beneficiaries and a year's benefits per beneficiary by grade, and the closing balance."""
     last = months[-PROJECTION_MONTHS:]
     scale = (PROJECTION_MONTHS, len(last))
     frame = result["months"].filter(pl.col("period").is_in(last))
@@ -557,7 +557,8 @@ def baseline(result: dict[str, Any], scenario: str, months: list[str]) -> Baseli
         g: half_up(int(fen.get(g, 0)) * scale[0], scale[1] * beneficiaries[g]) if beneficiaries[g] else 0
         for g in beneficiaries
     }
-    insured = result["insured"].filter(pl.col("scenario") == scenario).sort("period")
+    insured = result["insured"].filter((pl.col("scenario") == scenario) & (pl.col("period") <= months[-1]))
+    insured = insured.sort("period")
     return Baseline(
         year=int(months[-1][:4]),
         insured=int(insured["insured"][-1]) if insured.height else 0,
@@ -585,7 +586,11 @@ def publish_scenario(
 ) -> dict[str, Any]:
     """The scenario's tables, its projection and report, written under `out_dir` as Parquet, CSV and HTML."""
     result = assemble(variant, months, done, opening_fen, decisions)
-    on = period_bounds(months[-1])[1]
+    # The projection starts from the last closed period: the range's last month billed on the record (a month not
+    # billed yet may lack care days still to come), or the range's last month where none of it is billed.
+    last = last_closed(variant.jurisdiction)
+    closed = [mo for mo in months if last is not None and mo <= last] or months
+    on = period_bounds(closed[-1])[1]
     assumptions = load_assumptions(variant.projection, on, f"{variant.file} (projection)")
     cited = [
         {
@@ -597,9 +602,9 @@ def publish_scenario(
         }
         for a in assumptions.values()
     ]
-    projection: dict[str, Any] = {"assumptions": cited, "sensitivity": {}}
+    projection: dict[str, Any] = {"assumptions": cited, "sensitivity": {}, "base_period": closed[-1]}
     for sc in SCENARIOS:
-        base = baseline(result, sc, months)
+        base = baseline(result, sc, closed)
         rows = project(base, assumptions, years)
         projection[sc] = rows
         projection[f"{sc}_run_out"] = run_out_year(rows)
@@ -640,6 +645,7 @@ def publish_scenario(
         "lines_changed": result["lines"].height,
         "persons_affected": {c: int((result["persons"]["change"] == c).sum()) for c in CHANGES},
         "contributions_diff_fen": int(result["contributions"]["diff_fen"].sum()),
+        "projection_from": closed[-1],
         "run_out_year": {sc: projection[f"{sc}_run_out"] for sc in SCENARIOS},
     }
 

@@ -59,10 +59,10 @@ def variant_file(folder: Path, parameters: dict[str, Any], name: str) -> Path:
     return path
 
 
-def whatif(variant: Path, out: Path) -> dict[str, Any]:
+def whatif(variant: Path, out: Path, to: str = MAR) -> dict[str, Any]:
     result = CliRunner().invoke(
         app,
-        ["whatif", "--variant", str(variant), "--from", FEB, "--to", MAR, "--years", "5", "--out", str(out)],
+        ["whatif", "--variant", str(variant), "--from", FEB, "--to", to, "--years", "5", "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
     import json
@@ -93,8 +93,9 @@ def test_no_change_and_grade_3_rate_variant_3_3_2(backend: str, tmp_path: Path) 
         )
     assert set(recorded["period"]) == {FEB, MAR}
 
-    # No change: the replay under the pack in force is the record, to the fen; the variant differs in nothing.
-    same = whatif(variant_file(tmp_path, {}, "no-change"), tmp_path / "same")
+    # No change: the replay under the pack in force is the record, to the fen; the variant differs in nothing. April
+    # is not billed (no care days loaded): it adds nothing, and the projection starts from March, the last closed.
+    same = whatif(variant_file(tmp_path, {}, "no-change"), tmp_path / "same", to="2026-04")
     assert same["months_billed_on_record"] == 2
     assert same["record_fen"] == int(recorded["payable_fen"].sum()) > 0
     assert same["in_force_fen_of_billed_months"] == same["record_fen"]
@@ -104,7 +105,10 @@ def test_no_change_and_grade_3_rate_variant_3_3_2(backend: str, tmp_path: Path) 
     assert not any(same["persons_affected"].values()), same["persons_affected"]
     assert same["contributions_diff_fen"] == 0
     months = pl.read_parquet(tmp_path / "same" / "months.parquet")
-    assert months["diff_fen"].to_list() == [0, 0]
+    assert months["diff_fen"].to_list() == [0, 0, 0]
+    assert same["months"] == 3 and same["projection_from"] == MAR
+    page = (tmp_path / "same" / "report.html").read_text(encoding="utf-8")
+    assert f"the last closed period, {MAR}" in page and 'id="sensitivity"' in page
 
     # Grade 3 institutional care at 60 yuan a day from 2026-03-01: each March grade-3 institutional line gains its
     # days paid × 300 fen; February (before the date) and every other line are unchanged.
