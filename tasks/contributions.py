@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import delete
 
 from rules import packinfo
-from rules.engine import RulesError, load_pack, period_start
+from rules.engine import Pack, RulesError, load_pack, period_start
 from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
@@ -28,8 +28,7 @@ def insured_persons(jurisdiction: str) -> pl.DataFrame:
 @task(cache_policy=NO_CACHE)
 @pa.check_types
 def compute_dues(persons: pl.DataFrame, jurisdiction: str, period: str) -> DataFrame[ContributionDues]:
-    pack = load_pack(jurisdiction)
-    out: pl.DataFrame = resolve(pack, "contributions_due", period_start(period, pack))(persons, pack, period)
+    out = dues_under(load_pack(jurisdiction), persons, period)
     named = packinfo.payers(jurisdiction)
     others = sorted(set(out["payer"].unique().to_list()) - set(named)) if named is not None else []
     if others:
@@ -37,6 +36,12 @@ def compute_dues(persons: pl.DataFrame, jurisdiction: str, period: str) -> DataF
             f"pack {jurisdiction}: contributions_due gives payer(s) {', '.join(others)} its pack.yaml does not name"
         )
     return DataFrame[ContributionDues](out)
+
+
+def dues_under(pack: Pack, persons: pl.DataFrame, period: str) -> pl.DataFrame:
+    """A contribution period's dues by the contributions formula of `pack` (the pack in force, or a variant of it)."""
+    due: pl.DataFrame = resolve(pack, "contributions_due", period_start(period, pack))(persons, pack, period)
+    return due
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=transient_only)

@@ -22,8 +22,7 @@ from sqlalchemy import and_, func, or_, select
 
 from common.settings import get_settings
 from rules import packinfo
-from rules.engine import Pack, RulesError, half_up, period_bounds, period_start
-from rules.formulas import resolve
+from rules.engine import RulesError, half_up, period_bounds
 from rules.inputs import CLAIM_FIGURES
 from rules.projection import Baseline, load_assumptions, project, run_out_year, sensitivity
 from rules.variants import Change, Variant, load_variant
@@ -31,6 +30,7 @@ from storage import models as m
 from storage.db import session_scope
 from tasks import records
 from tasks.billing import claims_under, read_inputs
+from tasks.contributions import dues_under
 from tasks.eligibility import decide_under
 from tasks.records import Part
 from tasks.retrying import transient_only
@@ -213,15 +213,15 @@ def variant_entitlements(entitlements: pl.DataFrame, changes: pl.DataFrame | Non
     return pl.concat([kept.select(cols), replaced.select(cols).cast(schema), granted.select(cols).cast(schema)])
 
 
-def _side_by_side(before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
-    """One row per claim line of either scenario, its figures under each (0 where a scenario has no such line,
-    and `in_force_present` / `variant_present` saying which)."""
-    a = before.rename({c: f"in_force_{c}" for c in FIGURES}).with_columns(in_force_present=pl.lit(True))
-    b = after.rename({c: f"variant_{c}" for c in FIGURES}).with_columns(variant_present=pl.lit(True))
-    out = a.join(b, on=KEYS, how="full", coalesce=True)
+def _side_by_side(x: pl.DataFrame, y: pl.DataFrame, a: str = "in_force", b: str = "variant") -> pl.DataFrame:
+    """One row per claim line of either frame, its figures under each, prefixed `a_` and `b_` (0 where a frame has
+    no such line, and `a_present` / `b_present` saying which)."""
+    left = x.rename({c: f"{a}_{c}" for c in FIGURES}).with_columns(pl.lit(True).alias(f"{a}_present"))
+    right = y.rename({c: f"{b}_{c}" for c in FIGURES}).with_columns(pl.lit(True).alias(f"{b}_present"))
+    out = left.join(right, on=KEYS, how="full", coalesce=True)
     return out.with_columns(
-        *(pl.col(f"{sc}_{c}").fill_null(0) for sc in SCENARIOS for c in FIGURES if c != "grade"),
-        *(pl.col(f"{sc}_present").fill_null(False) for sc in SCENARIOS),
+        *(pl.col(f"{sc}_{c}").fill_null(0) for sc in (a, b) for c in FIGURES if c != "grade"),
+        *(pl.col(f"{sc}_present").fill_null(False) for sc in (a, b)),
     )
 
 
@@ -303,13 +303,7 @@ def _against_record(
         cl.period == period, cl.jurisdiction == jurisdiction, records.in_part(cl.person_id, part)
     )
     rec = records.frame(s, stmt, RECORD_FIGURES, committed=True)
-    a = rec.rename({c: f"record_{c}" for c in FIGURES}).with_columns(record_present=pl.lit(True))
-    b = before.rename({c: f"in_force_{c}" for c in FIGURES}).with_columns(in_force_present=pl.lit(True))
-    both = a.join(b, on=KEYS, how="full", coalesce=True).with_columns(
-        *(pl.col(f"{sc}_{c}").fill_null(0) for sc in ("record", "in_force") for c in FIGURES if c != "grade"),
-        pl.col("record_present").fill_null(False),
-        pl.col("in_force_present").fill_null(False),
-    )
+    both = _side_by_side(rec, before, "record", "in_force")
     summary = pl.DataFrame(
         {
             "period": [period],
@@ -321,12 +315,6 @@ def _against_record(
         }
     )
     return summary, both
-
-
-def dues_under(pack: Pack, persons: pl.DataFrame, period: str) -> pl.DataFrame:
-    """A contribution period's dues by the pack's formula, as the contributions flow computes them."""
-    due: pl.DataFrame = resolve(pack, "contributions_due", period_start(period, pack))(persons, pack, period)
-    return due
 
 
 DUES = {"payer": pl.Utf8, "fen": pl.Int64, "period": pl.Utf8, "scenario": pl.Utf8}
