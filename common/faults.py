@@ -1,8 +1,8 @@
 """Fail points for fault tests: `LTC_FAILPOINT=<name>[@<n>]` kills the process with SIGKILL the n-th time (default
 the first) the code passes the named point, as a power cut or an OOM kill would. `LTC_FAILPOINT=<name>[@<n>]:pause`
-instead stops there for `LTC_FAILPOINT_PAUSE` seconds (default 30), after writing the file `LTC_FAILPOINT_MARKER`
-names, so that a test can act on the process's open transaction (cut its database connection, say). Unset, a fail
-point costs a dictionary lookup.
+instead stops there, after writing the file `LTC_FAILPOINT_MARKER` names, until that file is removed or
+`LTC_FAILPOINT_PAUSE` seconds (default 30) have passed, so that a test can act on the process's open transaction
+(cut its database connection, say) and then let it go on. Unset, a fail point costs a dictionary lookup.
 
 Points: billing.part.before_commit, billing.part.committed, payment.batch.before_commit,
 payment.batch.committed, notices.sent.before_record.
@@ -39,6 +39,8 @@ def failpoint(name: str) -> None:
         marker = os.environ.get("LTC_FAILPOINT_MARKER")
         if marker:
             Path(marker).write_text(f"{name} {os.getpid()}\n", encoding="utf-8")
-        time.sleep(float(os.environ.get("LTC_FAILPOINT_PAUSE", "30")))
+        until = time.monotonic() + float(os.environ.get("LTC_FAILPOINT_PAUSE", "30"))
+        while time.monotonic() < until and (not marker or Path(marker).exists()):
+            time.sleep(0.1)
         return
     os.kill(os.getpid(), signal.SIGKILL)

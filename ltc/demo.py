@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,12 +154,16 @@ def id_number(region: str, birth: dt.date, seq: int) -> str:
 
 
 def _write(path: Path, header: list[str], rows: Iterable[dict[str, Any]]) -> Path:
+    """Write the file whole or not at all: into a file of its own beside it, then renamed over it, so that a demo
+    started at the same time never reads it half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as f:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    with partial.open("w", encoding="utf-8", newline="") as f:
         w = csv.DictWriter(f, fieldnames=header)
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    os.replace(partial, path)
     return path
 
 

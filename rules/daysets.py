@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from rules import ROWS_ENGINE
 from rules.common import EXCLUDED_RANGES, EXCLUSION, GRADE_SLOTS, LINE_KEYS, excluded_ranges
 
 DAYS = 31  # bits 0-30: the longest month
@@ -73,7 +74,7 @@ def care_lines(care: pl.DataFrame, first: dt.date, last: dt.date) -> pl.DataFram
             submitted_fen=pl.col("amount_fen").sum().cast(pl.Int64),
             items=pl.len().cast(pl.Int64),
         )
-        .collect()
+        .collect(engine=ROWS_ENGINE)
     )
 
 
@@ -272,7 +273,12 @@ def amount_on_days(care: pl.DataFrame, lines: pl.DataFrame, days: str, first: dt
         .group_by(LINE_KEYS)
         .agg(_amount=pl.col("amount_fen").sum().cast(pl.Int64))
     )
-    return lines.lazy().join(amounts, on=LINE_KEYS, how="left").with_columns(pl.col("_amount").fill_null(0)).collect()
+    return (
+        lines.lazy()
+        .join(amounts, on=LINE_KEYS, how="left")
+        .with_columns(pl.col("_amount").fill_null(0))
+        .collect(engine=ROWS_ENGINE)
+    )
 
 
 def reason_columns(lines: pl.DataFrame) -> dict[str, str]:

@@ -19,6 +19,8 @@ from typing import Any
 import polars as pl
 import yaml
 
+from rules import ROWS_ENGINE
+
 CATALOGUE_FILE = Path(__file__).with_name("fraud.yaml")
 FLAG_SCHEMA = {
     "rule": pl.Utf8,
@@ -118,7 +120,7 @@ def fraud_flags(inputs: dict[str, pl.DataFrame]) -> pl.DataFrame:
             ),
         ]
     )
-    return found.collect().sort("rule", "person_id", "provider_id", "care_date")
+    return found.collect(engine=ROWS_ENGINE).sort("rule", "person_id", "provider_id", "care_date")
 
 
 BILLING_RULES = ("CARE_AFTER_DEATH", "CARE_IN_HOSPITAL", "TWO_PROVIDERS_SAME_DAY", "PROVIDER_NOT_IN_CONTRACT")

@@ -8,7 +8,7 @@ import json
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 import pandera.polars as pa
 import polars as pl
@@ -89,7 +89,7 @@ def claims_under(pack: Pack, inputs: dict[str, pl.DataFrame], period: str) -> Da
     first, _ = period_bounds(period)
     bill = resolve(pack, "bill", first)
     out: pl.DataFrame = bill(inputs, pack, period)
-    return DataFrame[Claims](out)
+    return cast(DataFrame[Claims], out)
 
 
 def split_by_person(inputs: dict[str, pl.DataFrame], n: int) -> list[dict[str, pl.DataFrame]]:

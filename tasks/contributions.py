@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pandera.polars as pa
 import polars as pl
 from pandera.typing.polars import DataFrame
@@ -35,7 +37,7 @@ def compute_dues(persons: pl.DataFrame, jurisdiction: str, period: str) -> DataF
         raise RulesError(
             f"pack {jurisdiction}: contributions_due gives payer(s) {', '.join(others)} its pack.yaml does not name"
         )
-    return DataFrame[ContributionDues](out)
+    return cast(DataFrame[ContributionDues], out)
 
 
 def dues_under(pack: Pack, persons: pl.DataFrame, period: str) -> pl.DataFrame:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import pandera.polars as pa
 import polars as pl
@@ -53,7 +53,7 @@ def decide_under(pack: Pack, inputs: dict[str, pl.DataFrame]) -> DataFrame[Decis
     """The eligibility formula of `pack` (the pack in force, or a variant of it) in force on each application's
     day of receipt, with the pack's parameters."""
     if inputs["apps"].is_empty():
-        return DataFrame[Decisions](pl.DataFrame(schema={**OUTPUT_DECISIONS, "assessment_sequence": pl.Int64}))
+        return cast(DataFrame[Decisions], pl.DataFrame(schema={**OUTPUT_DECISIONS, "assessment_sequence": pl.Int64}))
     # Each application is decided by the formula in force on the day it was received (not the decision day).
     apps = inputs["apps"].with_columns(
         _formula=pl.col("received_on").map_elements(
@@ -69,7 +69,7 @@ def decide_under(pack: Pack, inputs: dict[str, pl.DataFrame]) -> DataFrame[Decis
         .join(inputs["apps"].select("application_id", "assessment_sequence"), on="application_id", how="left")
         .sort("application_id")
     )
-    return DataFrame[Decisions](out)
+    return cast(DataFrame[Decisions], out)
 
 
 def _supersede(s: Any, d: dict[str, Any], sequence: int) -> None:

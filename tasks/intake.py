@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from common import idvault, inbound_text
 from common.formatting import mask_id
 from common.inbound_text import IntakeError
-from rules import fraud
+from rules import ROWS_ENGINE, fraud
 from rules.engine import Pack, load_pack
 from storage import models as m
 from storage.bulk import bulk_upsert
@@ -422,12 +422,12 @@ def _duplicate_lines(spec: InboundKind, path: Path) -> pl.Series:
         pl.all_horizontal(pl.col(list(spec.key)).is_not_null())
     )
     hashed = pl.struct(list(spec.key)).hash(seed=0)
-    ordered = keys.select(hashed.alias("h")).collect(engine="streaming")["h"].sort()
+    ordered = keys.select(hashed.alias("h")).collect(engine=ROWS_ENGINE)["h"].sort()
     repeated = ordered.filter(ordered == ordered.shift(1)).unique()
     del ordered
     if repeated.is_empty():
         return pl.Series("line", [], dtype=pl.Int64)
-    exact = keys.filter(hashed.is_in(repeated.implode())).collect(engine="streaming")
+    exact = keys.filter(hashed.is_in(repeated.implode())).collect(engine=ROWS_ENGINE)
     return exact.filter(pl.struct(list(spec.key)).is_duplicated())["line"]
 
 
@@ -482,7 +482,7 @@ def _rows_beyond(path: Path, readable: Path, n: int) -> bool:
     if readable.stat().st_size < n * 16:
         return False
     try:
-        return bool(pl.scan_csv(readable, infer_schema=False).select(pl.len()).collect().item() > n)
+        return bool(pl.scan_csv(readable, infer_schema=False).select(pl.len()).collect(engine=ROWS_ENGINE).item() > n)
     except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
         raise _unreadable(path, readable, e) from None
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
-from sqlalchemy import URL, and_, exists, func, select, true
+from sqlalchemy import URL, Engine, and_, event, exists, func, select, true
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import ClauseElement
 
@@ -37,7 +40,7 @@ def frame(session: Session, stmt: ClauseElement, schema: dict[str, Any], committ
     raw: Any = conn.connection.dbapi_connection
     names = list(schema)
     if conn.dialect.name == "postgresql" and committed:
-        return _arrow_frame(session, conn.engine.url, sql, schema)
+        return _arrow_frame(session, conn.engine, sql, schema)
     if conn.dialect.name == "postgresql":
         buf = io.BytesIO()
         with raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
@@ -85,14 +88,74 @@ def apply_read_settings(connection: Any) -> None:
             cur.execute(f"SET {name} = {value}")
 
 
+# Idle ADBC connections, per engine and process: opening one costs about 40 ms (the driver reads the server's type
+# catalogue), more than a small part's whole read. Closed when the engine is disposed.
+_IDLE_ADBC: weakref.WeakKeyDictionary[Engine, list[tuple[int, Any]]] = weakref.WeakKeyDictionary()
+_IDLE_LOCK = threading.Lock()
+IDLE_ADBC_PER_ENGINE = 4
+
+
+def _idle_of(engine: Engine) -> list[tuple[int, Any]]:
+    """The engine's idle connections, created (with the listener that closes them) on first use; under _IDLE_LOCK."""
+    idle = _IDLE_ADBC.get(engine)
+    if idle is None:
+        idle = _IDLE_ADBC[engine] = []
+        event.listen(engine, "engine_disposed", _close_idle)
+    return idle
+
+
+def _close_idle(engine: Engine) -> None:
+    with _IDLE_LOCK:
+        idle = _IDLE_ADBC.pop(engine, [])
+    for pid, adbc in idle:
+        if pid == os.getpid():
+            with contextlib.suppress(Exception):
+                adbc.close()
+
+
+def _alive(adbc: Any) -> bool:
+    """Whether a pooled connection still answers (the server may have closed it since)."""
+    try:
+        with adbc.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+    except Exception:
+        with contextlib.suppress(Exception):
+            adbc.close()
+        return False
+    return True
+
+
 @contextlib.contextmanager
-def _adbc_connect(url: URL) -> Iterator[Any]:
-    """An autocommit ADBC connection for committed reads, with `READ_SETTINGS`."""
+def _adbc_connect(engine: Engine) -> Iterator[Any]:
+    """An autocommit ADBC connection for committed reads, with `READ_SETTINGS`: an idle one of this engine's that
+    still answers, else a new one. Given back to the idle ones when the block ends normally (it is in autocommit:
+    it holds no snapshot or lock); closed if the block raises."""
     from adbc_driver_postgresql import dbapi
 
-    with dbapi.connect(_adbc_uri(url), autocommit=True) as adbc:
-        apply_read_settings(adbc)
+    adbc = None
+    while adbc is None:
+        with _IDLE_LOCK:
+            idle = _idle_of(engine)
+            pid, candidate = idle.pop() if idle else (None, None)
+        if candidate is None:
+            adbc = dbapi.connect(_adbc_uri(engine.url), autocommit=True)
+            apply_read_settings(adbc)
+        elif pid == os.getpid() and _alive(candidate):
+            adbc = candidate
+    try:
         yield adbc
+    except BaseException:
+        with contextlib.suppress(Exception):
+            adbc.close()
+        raise
+    with _IDLE_LOCK:
+        idle = _idle_of(engine)
+        if len(idle) < IDLE_ADBC_PER_ENGINE:
+            idle.append((os.getpid(), adbc))
+            adbc = None
+    if adbc is not None:
+        adbc.close()
 
 
 @contextlib.contextmanager
@@ -104,7 +167,7 @@ def arrow_reads(session: Session) -> Iterator[None]:
     if conn.dialect.name != "postgresql" or ADBC_CONNECTION in session.info:
         yield
         return
-    with _adbc_connect(conn.engine.url) as adbc:
+    with _adbc_connect(conn.engine) as adbc:
         session.info[ADBC_CONNECTION] = adbc
         try:
             yield
@@ -112,13 +175,13 @@ def arrow_reads(session: Session) -> Iterator[None]:
             del session.info[ADBC_CONNECTION]
 
 
-def _arrow_frame(session: Session, url: URL, sql: str, schema: dict[str, Any]) -> pl.DataFrame:
+def _arrow_frame(session: Session, engine: Engine, sql: str, schema: dict[str, Any]) -> pl.DataFrame:
     """One SELECT read through ADBC's PostgreSQL driver into Arrow record batches, then polars, cast to the schema
     (integer columns come as the database's widths)."""
     shared = session.info.get(ADBC_CONNECTION)
     with contextlib.ExitStack() as stack:
         if shared is None:
-            shared = stack.enter_context(_adbc_connect(url))
+            shared = stack.enter_context(_adbc_connect(engine))
         with shared.cursor() as cur:
             cur.execute(sql)
             # Batch by batch, each turned into polars columns and let go: the whole result is never held twice.

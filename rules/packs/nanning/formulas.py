@@ -152,20 +152,29 @@ def bill(inputs: dict[str, pl.DataFrame], pack: Pack, period: str) -> pl.DataFra
 
 def pay_lines(lines: pl.DataFrame) -> pl.DataFrame:
     """What the fund pays of each line: institutional care its gross, home care what fits under the quota; the
-    parameters each line applied."""
+    parameters each line applied (worked out once per care mode and grade, which few lines share out of many)."""
     home = pl.col("care_mode") == "home"
-    return lines.with_columns(
-        payable_fen=pl.when(home).then(pl.col("within_quota_fen")).otherwise(pl.col("gross_fen")),
-        rule_params=pl.when(pl.col("care_mode") == "institutional")
-        .then(pl.concat_list(pl.format("billing.institutional_daily_rate.grade_{}", "grade")))
-        .otherwise(
-            pl.concat_list(
-                pl.format("billing.home_monthly_quota.grade_{}", "grade"), pl.lit("billing.home_quota_partial_month")
+    applied = (
+        lines.select("care_mode", "grade")
+        .unique()
+        .with_columns(
+            rule_params=pl.when(pl.col("care_mode") == "institutional")
+            .then(pl.concat_list(pl.format("billing.institutional_daily_rate.grade_{}", "grade")))
+            .otherwise(
+                pl.concat_list(
+                    pl.format("billing.home_monthly_quota.grade_{}", "grade"),
+                    pl.lit("billing.home_quota_partial_month"),
+                )
             )
-        ),
-    ).with_columns(
-        over_cap_fen=pl.col("gross_fen") - pl.col("payable_fen"),
-        cap_reason=pl.when(home).then(pl.lit("OVER_MONTHLY_QUOTA")),
+        )
+    )
+    return (
+        lines.join(applied, on=["care_mode", "grade"], how="left", nulls_equal=True, maintain_order="left")
+        .with_columns(payable_fen=pl.when(home).then(pl.col("within_quota_fen")).otherwise(pl.col("gross_fen")))
+        .with_columns(
+            over_cap_fen=pl.col("gross_fen") - pl.col("payable_fen"),
+            cap_reason=pl.when(home).then(pl.lit("OVER_MONTHLY_QUOTA")),
+        )
     )
 
 
