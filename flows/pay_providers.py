@@ -29,8 +29,9 @@ from tasks.reports import publish_payment_report
 MAX_ANSWERS = 5
 
 
-def poll_seconds() -> int:
-    return int(os.environ.get("LTC_APPROVAL_POLL_SECONDS", "10"))
+def poll_seconds() -> float:
+    """How often a payout waiting for approval looks whether it was answered (LTC_APPROVAL_POLL_SECONDS, 10)."""
+    return float(os.environ.get("LTC_APPROVAL_POLL_SECONDS", "10"))
 
 
 def approved(lines: pl.DataFrame, jurisdiction: str, period: str, started_by: str, timeout_hours: float) -> bool:
@@ -60,7 +61,8 @@ def approved(lines: pl.DataFrame, jurisdiction: str, period: str, started_by: st
             digest[:12],
             ", ".join(codes["issued"]),
         )
-        answer = pause_flow_run(
+        # Prefect sleeps poll_interval with anyio, which takes any float, though it is annotated int.
+        answer = pause_flow_run(  # type: ignore[call-overload]
             wait_for_input=PayoutApproval, timeout=int(timeout_hours * 3600), poll_interval=poll_seconds()
         )
         if answer is None:

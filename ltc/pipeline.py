@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -26,32 +27,40 @@ def run_demo(
     jurisdiction: str, period: str, seed: int, size: DemoSize, console: Console | None = None
 ) -> dict[str, Any]:
     con = console or Console(quiet=True)
+    with con.status("") as status:
+        prepare_demo(jurisdiction, period, seed, size, status.update)
+        status.update(f"monthly cycle {period}: billing, payment, notices")
+        monthly_cycle(jurisdiction, period)
+    return summary(jurisdiction, period)
+
+
+def prepare_demo(
+    jurisdiction: str, period: str, seed: int, size: DemoSize, say: Callable[[str], object] = lambda _: None
+) -> None:
+    """Everything of the demo before the monthly cycle: the synthetic registry loaded, assessments scheduled and
+    recorded, eligibility decided, the month's care days, hospital stays and deaths loaded; each through its flow."""
     pack = load_pack(jurisdiction)
     pack.check_period(period)
     first, _ = period_bounds(period)
     folder = get_settings().demo_dir / jurisdiction
     upgrade()
     _install_demo_overrides(jurisdiction)
-    with con.status("") as status:
-        status.update("writing the synthetic registry")
-        files = registry_files(folder, jurisdiction, period, size, seed)
-        for kind in ("persons", "providers", "agencies", "assessors", "contributions", "applications"):
-            status.update(f"intake: {kind}")
-            intake(kind, str(files[kind]))
-        status.update("scheduling assessments")
-        schedule_assessments(jurisdiction)
-        status.update("recording assessment results")
-        record_assessments(str(results_file(folder, jurisdiction, seed)), jurisdiction)
-        status.update("deciding eligibility")
-        decide_eligibility(jurisdiction, first - dt.timedelta(days=1))
-        status.update("intake: care days, hospital stays, deaths")
-        month = month_files(folder, jurisdiction, period, seed)
-        intake("persons", str(month["deaths"]))
-        intake("hospital_stays", str(month["hospital_stays"]))
-        intake("care_days", str(month["care_days"]))
-        status.update(f"monthly cycle {period}: billing, payment, notices")
-        monthly_cycle(jurisdiction, period)
-    return summary(jurisdiction, period)
+    say("writing the synthetic registry")
+    files = registry_files(folder, jurisdiction, period, size, seed)
+    for kind in ("persons", "providers", "agencies", "assessors", "contributions", "applications"):
+        say(f"intake: {kind}")
+        intake(kind, str(files[kind]))
+    say("scheduling assessments")
+    schedule_assessments(jurisdiction)
+    say("recording assessment results")
+    record_assessments(str(results_file(folder, jurisdiction, seed)), jurisdiction)
+    say("deciding eligibility")
+    decide_eligibility(jurisdiction, first - dt.timedelta(days=1))
+    say("intake: care days, hospital stays, deaths")
+    month = month_files(folder, jurisdiction, period, seed)
+    intake("persons", str(month["deaths"]))
+    intake("hospital_stays", str(month["hospital_stays"]))
+    intake("care_days", str(month["care_days"]))
 
 
 def _install_demo_overrides(jurisdiction: str) -> None:

@@ -35,7 +35,7 @@ def _paused_run(name: str, seen: set[UUID]) -> UUID:
     from prefect.client.schemas.objects import StateType
 
     with get_client(sync_client=True) as client:
-        for _ in range(300):
+        for _ in range(750):
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     name=FlowRunFilterName(any_=[name]),
@@ -46,7 +46,7 @@ def _paused_run(name: str, seen: set[UUID]) -> UUID:
             if fresh:
                 seen.add((fresh[0].id, fresh[0].state and fresh[0].state.timestamp))  # type: ignore[arg-type]
                 return fresh[0].id
-            time.sleep(0.5)
+            time.sleep(0.2)
     raise AssertionError(f"no paused run {name}")
 
 
@@ -114,7 +114,7 @@ def april_billed(seed: int, size: DemoSize) -> None:
 def test_only_another_rostered_approver_with_their_own_code_releases_the_payout(
     backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LTC_APPROVAL_POLL_SECONDS", "1")
+    monkeypatch.setenv("LTC_APPROVAL_POLL_SECONDS", "0.25")
     april_billed(6, DemoSize(insured=200, applicants=30, providers=3, agencies=2))
     with session_scope() as s:
         for name, role in [("Li", "基金财务科科长"), ("zhao", "稽核科"), ("wang", "待遇审核科")]:
@@ -210,7 +210,7 @@ def test_only_another_rostered_approver_with_their_own_code_releases_the_payout(
 
 @pytest.mark.usefixtures("prefect_server")
 def test_no_approver_on_the_roster_pays_nothing(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LTC_APPROVAL_POLL_SECONDS", "1")
+    monkeypatch.setenv("LTC_APPROVAL_POLL_SECONDS", "0.25")
     april_billed(7, DemoSize(insured=120, applicants=20, providers=2, agencies=1))
     with session_scope() as s:
         add_approver(s, "wang", "待遇审核科", own_outbox("wang"))  # only the person who starts the run

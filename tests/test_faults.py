@@ -1,5 +1,6 @@
-"""Crash and resume: the monthly cycle killed with SIGKILL in the middle of billing, payment or notice delivery,
-then run again, ends exactly where an uninterrupted run ends: the claims worked out by hand from the files
+"""Crash and resume: the monthly cycle (`flows.monthly_cycle`, what the schedule starts each month) killed with
+SIGKILL in the middle of billing, payment or notice delivery, then run again, ends exactly where an uninterrupted
+run ends: the claims worked out by hand from the files
 (南府规〔2023〕26号 三(三)), one batch per payee, every claim line paid once, the ledger balanced, every notice
 delivered."""
 
@@ -17,8 +18,9 @@ from sqlalchemy import func, select
 from test_pipeline import PERIOD, expected_claims
 
 from common.settings import get_settings
+from flows.monthly_cycle import monthly_cycle
 from ltc.demo import DemoSize
-from ltc.pipeline import run_demo
+from ltc.pipeline import prepare_demo
 from storage import models as m
 from storage.db import session_scope
 from tasks import ledger
@@ -26,13 +28,13 @@ from tasks import ledger
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = DemoSize(insured=200, applicants=50, providers=3, agencies=2)
 SEED = 17
-# Run against the session's test server without flow-run heartbeats, as the tests' own flows are (conftest.py).
-DEMO = (
+# The monthly cycle in a process of its own, against the session's test server without flow-run heartbeats, as the
+# tests' own flows are (conftest.py). The month it bills is made first, in the test's process (`prepare_demo`).
+CYCLE = (
     "from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY as H, temporary_settings; "
-    "from ltc.demo import DemoSize; from ltc.pipeline import run_demo\n"
+    "from flows.monthly_cycle import monthly_cycle\n"
     "with temporary_settings(updates={H: None}):\n"
-    f"    run_demo('nanning', '{PERIOD}', {SEED}, DemoSize(insured={SIZE.insured}, applicants={SIZE.applicants}, "
-    f"providers={SIZE.providers}, agencies={SIZE.agencies}))"
+    f"    monthly_cycle('nanning', '{PERIOD}')"
 )
 # Where the runs are killed, in turn: inside a part's billing transaction; after the second part committed; inside a
 # payee's batch transaction; after the second batch committed; after a notice left but before it was recorded.
@@ -89,31 +91,33 @@ def test_killed_at_each_point_then_run_again_ends_as_an_uninterrupted_run(
     from prefect.settings import PREFECT_API_URL
 
     monkeypatch.setenv("LTC_BILLING_PART_PERSONS", "40")
+    prepare_demo("nanning", PERIOD, SEED, SIZE)
     for point in FAILPOINTS:
         env = {**os.environ, "LTC_FAILPOINT": point, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-        killed = subprocess.run([sys.executable, "-c", DEMO], env=env, cwd=ROOT, capture_output=True, timeout=900)
+        killed = subprocess.run([sys.executable, "-c", CYCLE], env=env, cwd=ROOT, capture_output=True, timeout=900)
         assert killed.returncode == -signal.SIGKILL, (point, killed.stderr.decode()[-3000:])
         with session_scope() as s:  # the kill left the month unfinished
             unfinished = s.scalar(select(func.count()).select_from(m.Notice).where(m.Notice.status != "sent"))
         assert unfinished, point
         assert_consistent_after_a_kill()
 
-    run_demo("nanning", PERIOD, SEED, SIZE)
+    monthly_cycle("nanning", PERIOD)
     assert_as_if_uninterrupted()
 
 
 @pytest.mark.usefixtures("prefect_server")
 def test_two_runs_of_the_same_month_at_once_give_one_result(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two processes run the whole month at the same time, as a redeploy or a late schedule would start them: both
+    """Two processes run the month's cycle at the same time, as a redeploy or a late schedule would start them: both
     finish, and the record is that of one uninterrupted run (no part billed twice at once, no payee paid twice,
     no notice sent by both)."""
     from prefect.settings import PREFECT_API_URL
 
     monkeypatch.setenv("LTC_BILLING_PART_PERSONS", "40")
+    prepare_demo("nanning", PERIOD, SEED, SIZE)
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", DEMO], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [sys.executable, "-c", CYCLE], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         for _ in range(2)
     ]
@@ -155,6 +159,7 @@ def test_connection_cut_mid_commit_then_the_run_finishes(
     from prefect.settings import PREFECT_API_URL
 
     monkeypatch.setenv("LTC_BILLING_PART_PERSONS", "40")
+    prepare_demo("nanning", PERIOD, SEED, SIZE)
     marker = tmp_path / "paused"
     env = {
         **os.environ,
@@ -165,7 +170,7 @@ def test_connection_cut_mid_commit_then_the_run_finishes(
         "PREFECT_LOGGING_LEVEL": "INFO",  # the failed attempt and its retry are logged at INFO
     }
     run = subprocess.Popen(
-        [sys.executable, "-c", DEMO], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", CYCLE], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 600
     while not marker.exists() and run.poll() is None and time.monotonic() < deadline:
