@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from deployments.serve import FLOWS
 from tasks.ops_channel import OperationsChannel
@@ -55,17 +56,27 @@ def _trigger(item: dict[str, Any]) -> EventTrigger:
     )
 
 
-def build(spec: dict[str, Any], block_document_id: Any) -> list[AutomationCore]:
-    """The file's automations, each notifying the channel block."""
-    return [
-        AutomationCore(
-            name=item["name"],
-            description=item.get("description", ""),
-            trigger=_trigger(item),
-            actions=[SendNotification(block_document_id=block_document_id, subject=item["subject"], body=item["body"])],
-        )
-        for item in spec["automations"]
-    ]
+def build(spec: dict[str, Any], block_id: Any, source: Path | None = None) -> list[AutomationCore]:
+    """The file's automations, each notifying the channel block. An automation Prefect would refuse (a missing key,
+    a Proactive wait under 10 s) is a SetupError naming the file and the automation."""
+    out = []
+    for i, item in enumerate(spec.get("automations") or []):
+        name = item.get("name", f"#{i + 1}") if isinstance(item, dict) else f"#{i + 1}"
+        try:
+            out.append(
+                AutomationCore(
+                    name=item["name"],
+                    description=item.get("description", ""),
+                    trigger=_trigger(item),
+                    actions=[SendNotification(block_document_id=block_id, subject=item["subject"], body=item["body"])],
+                )
+            )
+        except KeyError as e:
+            raise SetupError(f"{source or automations_file()}: automation {name}: no {e.args[0]!r}") from None
+        except (ValidationError, TypeError, ValueError) as e:
+            detail = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
+            raise SetupError(f"{source or automations_file()}: automation {name}: {detail}") from None
+    return out
 
 
 async def set_up(channel_url: str | None = None, path: Path | None = None) -> dict[str, str]:
@@ -75,11 +86,12 @@ async def set_up(channel_url: str | None = None, path: Path | None = None) -> di
     if not url:
         raise SetupError(f"no operations channel: set {CHANNEL_ENV} to an apprise URL, env:NAME or block:NAME")
     spec = load_spec(path)
+    build(spec, uuid.uuid4(), path)  # the file checked whole before anything is saved on the server
     channel = OperationsChannel(url=SecretStr(url))
     block_id = await channel.save(spec["channel_block"], overwrite=True)
     done: dict[str, str] = {}
     async with get_client() as client:
-        for automation in build(spec, block_id):
+        for automation in build(spec, block_id, path):
             existing = await client.read_automations_by_name(automation.name)
             if existing:
                 await client.update_automation(existing[0].id, automation)

@@ -36,7 +36,7 @@ app.add_typer(audit_app, name="audit")
 approvers_app = typer.Typer(help="The roster of persons who may release a payout (four eyes).")
 app.add_typer(approvers_app, name="approvers")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error is one line, however long: the terminal wraps it
 DEBUG = {"on": os.environ.get("LTC_DEBUG", "") not in ("", "0")}
 
 

@@ -311,22 +311,26 @@ def cap_in_order(lines: pl.DataFrame, amount: str, cap: str, over: list[str], ou
     care mode order).
 
     One sort and running sums, no window: a group's running sum is the month's running sum less its value where
-    the group begins."""
+    the group begins. Only the lines with an amount are sorted: a line of 0 fits 0 and moves no running sum."""
     order = [*over, *(c for c in ("provider_id", "care_mode") if c not in over)]
     before = pl.col(amount)
     begins = ~pl.all_horizontal([pl.col(c) == pl.col(c).shift(1) for c in over]).fill_null(False)
     running = pl.col("_running")
     fitted = (pl.min_horizontal(running, pl.col(cap).fill_null(0)) - (running - before)).clip(0)
-    return (
-        lines.with_row_index("_line")
+    some = (
+        lines.lazy()
+        .with_row_index("_line")
+        .filter(before != 0)
+        .select("_line", *order, amount, cap)
         .sort(order)
         .with_columns(_all=before.cum_sum())
         .with_columns(_start=pl.when(begins).then(pl.col("_all") - before).forward_fill())
         .with_columns(_running=pl.col("_all") - pl.col("_start"))
-        .with_columns(fitted.cast(pl.Int64).alias(out))
-        .sort("_line")
-        .drop("_line", "_all", "_start", "_running")
+        .select("_line", fitted.cast(pl.Int64).alias(out))
+        .collect()
     )
+    filled = pl.zeros(lines.height, dtype=pl.Int64, eager=True).scatter(some["_line"], some[out])
+    return lines.with_columns(filled.alias(out))
 
 
 def finish(lines: pl.DataFrame, period: str) -> pl.DataFrame:

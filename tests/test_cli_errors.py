@@ -154,6 +154,25 @@ def test_a_persons_error_is_one_line_and_an_exit_code(case: str, files: Path) ->
     assert not (files / "ltc.db").exists() or case == "unknown-person"  # nothing loaded, no schema made for it
 
 
+def test_an_automation_prefect_would_refuse_is_one_line_before_the_server_is_reached(files: Path) -> None:
+    """An operator's automations file with a Proactive wait Prefect refuses (under 10 s): the file, the automation
+    and Prefect's reason, with nothing saved on the server (none is reachable here)."""
+    import yaml
+
+    from deployments.automations import AUTOMATIONS_YAML
+
+    doc = yaml.safe_load(AUTOMATIONS_YAML.read_text(encoding="utf-8"))
+    late = next(item for item in doc["automations"] if "within_seconds" in item)
+    late["within_seconds"] = 5
+    bad = files / "automations.yaml"
+    bad.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    out = ltc(["automations"], files, LTC_AUTOMATIONS_FILE=str(bad), LTC_OPS_NOTIFY_URL="json://127.0.0.1:9/ops")
+    text = (out.stdout + out.stderr).strip()
+    assert out.returncode == 2, text
+    assert f"automations.yaml: automation {late['name']}:" in text and "10 seconds" in text, text
+    assert "Traceback" not in text and len(text.splitlines()) <= 2, text
+
+
 def test_debug_shows_the_traceback(files: Path) -> None:
     out = ltc(["--debug", "run", "bill_month", "--period", "2026-13"], files)
     assert out.returncode != 0

@@ -178,7 +178,7 @@ def test_the_servers_scheduler_runs_the_monthly_routine_and_operators_are_told_w
     env = {
         **os.environ,
         **real_prefect_server.env,
-        "LTC_AUTOMATIONS_FILE": str(shortened_automations(tmp_path, 5)),
+        "LTC_AUTOMATIONS_FILE": str(shortened_automations(tmp_path, 10)),
         "LTC_OPS_NOTIFY_URL": f"json://127.0.0.1:{ops.port}/ops",
         "LTC_ACTOR": "ops-wang",
         "LTC_APPROVAL_POLL_SECONDS": "1",
