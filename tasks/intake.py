@@ -206,8 +206,8 @@ LOOKUP_ALL_KEYS_ABOVE = 50_000
 def check_references(
     session: Session, spec: InboundKind, parsed: pl.DataFrame, cache: dict[str, pl.Series] | None = None
 ) -> pl.DataFrame:
-    """Rows naming a person, provider, agency or application the record does not know. `cache` keeps a table's
-    whole key column between the batches of one large file."""
+    """Rows naming a person, provider, agency or application the record does not know. `cache` (given for a large
+    file, read in batches) keeps a table's whole key column, read once, for all the file's batches."""
     out = [_no_failures()]
     headers = {c.field: c.header for c in spec.columns}
     for fld, table in spec.references:
@@ -215,7 +215,8 @@ def check_references(
         col = REFERENCE_KEYS[table]
         if cache is not None and table in cache:
             known = cache[table]
-        elif wanted.len() > LOOKUP_ALL_KEYS_ABOVE:  # many keys: read the whole key column once, in bulk
+        elif cache is not None or wanted.len() > LOOKUP_ALL_KEYS_ABOVE:
+            # A large file (read in batches), or many keys: the whole key column, read once in bulk.
             known = records.frame(session, select(col), {"key": pl.Utf8})["key"]
             if cache is not None:
                 cache[table] = known
@@ -225,7 +226,11 @@ def check_references(
             for i in range(0, len(keys), 5000):
                 found.extend(session.scalars(select(col).where(col.in_(keys[i : i + 5000]))))
             known = pl.Series("key", found, dtype=pl.Utf8)
-        bad = parsed.filter(pl.col(fld).is_not_null() & ~pl.col(fld).is_in(known.implode()))
+        # The batch's distinct keys against the known ones, then its rows of the keys missing: a probe per distinct
+        # key, not per row, and no hash table over a whole register per batch.
+        present = known.filter(known.is_in(wanted.implode()))
+        missing = wanted.filter(~wanted.is_in(present.implode()))
+        bad = parsed.filter(pl.col(fld).is_in(missing.implode()))
         out.append(
             bad.select(
                 "line",
@@ -433,7 +438,7 @@ def _duplicate_lines(spec: InboundKind, path: Path) -> pl.Series:
 
 def _batches(scan: pl.LazyFrame, path: Path, readable: Path) -> Iterator[pl.DataFrame]:
     try:
-        yield from scan.collect_batches(chunk_size=BATCH_ROWS)
+        yield from scan.collect_batches(chunk_size=BATCH_ROWS, engine=ROWS_ENGINE)
     except (pl.exceptions.ComputeError, UnicodeDecodeError) as e:
         raise _unreadable(path, readable, e) from None
 

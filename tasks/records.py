@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
@@ -111,6 +112,14 @@ def _close_idle(engine: Engine) -> None:
         if pid == os.getpid():
             with contextlib.suppress(Exception):
                 adbc.close()
+
+
+@atexit.register
+def _close_all_idle() -> None:
+    """At exit, while the driver can still close them (a connection left to the garbage collector at
+    interpreter shutdown fails in the driver's own finaliser)."""
+    for engine in list(_IDLE_ADBC.keys()):
+        _close_idle(engine)
 
 
 def _alive(adbc: Any) -> bool:

@@ -62,12 +62,13 @@ def test_ltc_serve_registers_every_deployment_and_runs_billing_from_one(backend:
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL
 
-    run_demo("nanning", "2026-03", 4, DemoSize(insured=200, applicants=30, providers=3, agencies=2))
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     served = subprocess.Popen(
         [sys.executable, "-m", "ltc.cli", "serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
+        # The month is made while the served process starts; it runs nothing until asked.
+        run_demo("nanning", "2026-03", 4, DemoSize(insured=200, applicants=30, providers=3, agencies=2))
         with get_client(sync_client=True) as client:
             names: set[str] = set()
             for _ in range(120):
