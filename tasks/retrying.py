@@ -4,9 +4,14 @@ not."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rules.errors import UserError
+
+RETRY_DELAY_SECONDS = float(os.environ.get("LTC_RETRY_DELAY_SECONDS", "5"))
+"""How long a task waits before it is tried again after a transient failure (a database connection cut, a lock
+timeout): LTC_RETRY_DELAY_SECONDS, 5 s unless set."""
 
 
 def transient_only(task: Any, task_run: Any, state: Any) -> bool:

@@ -167,6 +167,7 @@ def test_connection_cut_mid_commit_then_the_run_finishes(
         "LTC_FAILPOINT": f"{point}:pause",
         "LTC_FAILPOINT_MARKER": str(marker),
         "LTC_FAILPOINT_PAUSE": "60",
+        "LTC_RETRY_DELAY_SECONDS": "0.5",
         "PREFECT_LOGGING_LEVEL": "INFO",  # the failed attempt and its retry are logged at INFO
     }
     run = subprocess.Popen(
