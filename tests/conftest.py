@@ -167,43 +167,46 @@ QUIET_SERVICES = (
 )
 
 
-@contextmanager
-def prefect_server_process(home: Path, extra: dict[str, str] | None = None) -> Iterator[RealPrefectServer]:
-    """`prefect server start` on a free loopback port, backed by a fresh PostgreSQL database of its own; stopped and
-    its database dropped on exit."""
-    import sys
-    import urllib.request
+class StartingPrefectServer:
+    """`prefect server start` on a free loopback port, backed by a fresh PostgreSQL database of its own, started
+    and not yet waited for: `ready()` waits until it answers, `stop()` stops it and drops its database."""
 
-    db = _fresh_pg_database()
-    port = free_port()
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "PREFECT_SERVER_LOGGING_LEVEL": "INFO",
-        **(extra or {}),
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = home / "server.log"
-    prefect_cli = str(Path(sys.executable).parent / "prefect")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [prefect_cli, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
+    def __init__(self, home: Path, extra: dict[str, str] | None = None) -> None:
+        import sys
+
+        self.db = _fresh_pg_database()
+        port = free_port()
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.db}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "PREFECT_SERVER_LOGGING_LEVEL": "INFO",
+            **(extra or {}),
+        }
+        self.env.pop("PREFECT_API_URL", None)
+        self.home, self.log = home, home / "server.log"
+        prefect_cli = str(Path(sys.executable).parent / "prefect")
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [prefect_cli, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.url = f"http://127.0.0.1:{port}/api"
+
+    def ready(self) -> RealPrefectServer:
+        import urllib.request
+
         for _ in range(360):
-            if proc.poll() is not None:
-                pytest.fail(f"prefect server start exited: {log.read_text(errors='replace')[-3000:]}")
+            if self.proc.poll() is not None:
+                pytest.fail(f"prefect server start exited: {self.log.read_text(errors='replace')[-3000:]}")
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:
@@ -211,17 +214,41 @@ def prefect_server_process(home: Path, extra: dict[str, str] | None = None) -> I
             time.sleep(0.5)
         else:
             pytest.fail("prefect server start did not answer within 180 s")
-        client_env = {k: v for k, v in env.items() if k != "PREFECT_API_DATABASE_CONNECTION_URL"}
-        client_env["PREFECT_API_URL"] = url
-        client_env["PREFECT_HOME"] = str(home.parent / f"{home.name}-client")
-        yield RealPrefectServer(url, log, client_env)
+        client_env = {k: v for k, v in self.env.items() if k != "PREFECT_API_DATABASE_CONNECTION_URL"}
+        client_env["PREFECT_API_URL"] = self.url
+        client_env["PREFECT_HOME"] = str(self.home.parent / f"{self.home.name}-client")
+        return RealPrefectServer(self.url, self.log, client_env)
+
+    def stop(self) -> None:
+        stop_process_group(self.proc)
+        _drop_pg_database(self.db)
+
+
+@contextmanager
+def prefect_server_process(home: Path, extra: dict[str, str] | None = None) -> Iterator[RealPrefectServer]:
+    """`prefect server start` on a free loopback port, backed by a fresh PostgreSQL database of its own; stopped and
+    its database dropped on exit."""
+    server = StartingPrefectServer(home, extra)
+    try:
+        yield server.ready()
     finally:
-        stop_process_group(proc)
-        _drop_pg_database(db)
+        server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartingPrefectServer]:
+    """The test worker's Prefect server, started when its first test begins and not waited for: the tests before
+    the first that needs it (`prefect_server`) run while it starts."""
+    quiet = {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in QUIET_SERVICES}
+    server = StartingPrefectServer(tmp_path_factory.mktemp("prefect-test-server"), quiet)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrefectServer]:
+def prefect_server(_session_prefect_server: StartingPrefectServer) -> Iterator[RealPrefectServer]:
     """One Prefect server per test worker for the whole session: `prefect server start` on PostgreSQL (Prefect's
     SQLite-backed test harness spends most of a flow run waiting on its database's lock). Flows run in the test's
     own process against it, as `ltc run` runs them against its local server: without heartbeats, whose thread
@@ -230,16 +257,15 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPre
     from prefect.context import _temporary_global_settings_context, get_settings_context
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    quiet = {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in QUIET_SERVICES}
-    with prefect_server_process(tmp_path_factory.mktemp("prefect-test-server"), quiet) as server:
-        updates = {PREFECT_API_URL: server.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-        # Threads a test starts (a payment run waiting for approval) see the same settings, as under Prefect's
-        # own test harness.
-        with temporary_settings(updates=updates), _temporary_global_settings_context(get_settings_context()):
-            try:
-                yield server
-            finally:
-                _drain_prefect_workers()
+    server = _session_prefect_server.ready()
+    updates = {PREFECT_API_URL: server.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    # Threads a test starts (a payment run waiting for approval) see the same settings, as under Prefect's own
+    # test harness.
+    with temporary_settings(updates=updates), _temporary_global_settings_context(get_settings_context()):
+        try:
+            yield server
+        finally:
+            _drain_prefect_workers()
 
 
 def _drain_prefect_workers() -> None:
