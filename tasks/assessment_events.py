@@ -13,11 +13,11 @@ from sqlalchemy import select
 from rules.engine import load_pack
 from storage import models as m
 from storage.db import session_scope
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 from tasks.scheduling import release
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def apply_events(jurisdiction: str) -> dict[str, int]:
     """Act on every event not yet acted on, oldest first; each event's outcome is recorded on it."""
     counts: dict[str, int] = {}

@@ -17,10 +17,10 @@ from storage import models as m
 from storage.db import session_scope
 from tasks import ledger
 from tasks.records import frame
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def charge_assessment_fees(jurisdiction: str) -> int:
     """Split the fee of every assessment with a result and a fee not yet charged; returns how many."""
     pack = load_pack(jurisdiction)

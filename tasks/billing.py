@@ -31,7 +31,7 @@ from tasks import audit, records
 from tasks import claims as work
 from tasks.notices import Outbox
 from tasks.records import WHOLE, Part
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 from tasks.schemas import Claims
 
 DEFAULT_CAP_REASON = {"zh": "超过支付限额的部分不予支付。", "clause": "（支付限额）"}
@@ -104,7 +104,7 @@ def split_by_person(inputs: dict[str, pl.DataFrame], n: int) -> list[dict[str, p
     return out
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def plan_parts(jurisdiction: str, period: str, persons_per_part: int) -> list[Part]:
     """The month's parts: ranges of whole persons, about `persons_per_part` each, so that memory is bounded by
     the part, not by the pooling area."""
@@ -122,9 +122,7 @@ def part_key(jurisdiction: str, period: str, part: Part) -> str:
 
 @task(
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=RETRY_DELAY_SECONDS,
-    retry_condition_fn=transient_only,
+    **RETRY_TRANSIENT,
     task_run_name="bill {jurisdiction} {period} persons {part[0]}..{part[1]}",
 )
 def bill_part(jurisdiction: str, period: str, part: Part, since: float | None = None) -> dict[str, Any]:
@@ -346,9 +344,7 @@ STATEMENT_LINES = {
 
 @task(
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=RETRY_DELAY_SECONDS,
-    retry_condition_fn=transient_only,
+    **RETRY_TRANSIENT,
     task_run_name="statements {jurisdiction} {period} persons {part[0]}..{part[1]}",
 )
 def issue_statements(jurisdiction: str, period: str, part: Part = WHOLE) -> int:

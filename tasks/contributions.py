@@ -17,11 +17,11 @@ from rules.formulas import resolve
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import records
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 from tasks.schemas import ContributionDues
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def insured_persons(jurisdiction: str) -> pl.DataFrame:
     with session_scope() as s:
         return records.persons(s, jurisdiction)
@@ -46,7 +46,7 @@ def dues_under(pack: Pack, persons: pl.DataFrame, period: str) -> pl.DataFrame:
     return due
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def write_dues(dues: pl.DataFrame, jurisdiction: str, period: str) -> int:
     """The period's dues, in place of what an earlier run wrote for it, in one transaction: a rerun for the same
     period leaves exactly the rows the rules give now (no row of a payer the rules no longer name, or of a person

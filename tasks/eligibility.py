@@ -20,11 +20,11 @@ from storage.db import session_scope, upsert
 from tasks import audit, records
 from tasks.billing import rate_lines
 from tasks.notices import notify
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 from tasks.schemas import Decisions
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def load_assessed(jurisdiction: str, as_of: dt.date) -> dict[str, pl.DataFrame]:
     """Assessed applications whose conclusion's publicity period (公示) is over by `as_of`: a result can still be
     objected to until then, so it starts nothing before."""
@@ -132,7 +132,7 @@ def facts(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def record_decisions(decisions: pl.DataFrame, jurisdiction: str, as_of: dt.date) -> int:
     """Write each decision and its notice in one transaction; a decided application is not decided again."""
     pack = load_pack(jurisdiction)

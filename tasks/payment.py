@@ -29,7 +29,7 @@ from storage.db import session_scope
 from tasks import audit, ledger
 from tasks.notices import notify
 from tasks.records import frame
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 
 CARER_KINDS = ("carer_trained", "carer_untrained")
 
@@ -50,7 +50,7 @@ PAYABLE = {
 }
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def unpaid_claims(jurisdiction: str, period: str) -> pl.DataFrame:
     """What no batch has paid yet, for care up to the period, each with its payee's kind: claim lines with an
     amount (a late line of an earlier month among them), and adjustments of lines paid before (补发 positive,
@@ -144,7 +144,7 @@ def check_batch(s: Session, batch: m.PaymentBatch) -> None:
         )
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: str) -> str | None:
     """One payee's batch for the period, unless it exists already, with its ledger posting and the provider's
     remittance advice, in one transaction. Returns the new batch's reference.
@@ -256,7 +256,7 @@ def create_batch(lines: pl.DataFrame, payee_id: str, jurisdiction: str, period: 
     return batch_ref
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def write_bank_file(jurisdiction: str, period: str) -> str:
     """The bank transfer file for the period: one row per batch, written from the record (so a rerun rewrites
     the same file)."""

@@ -20,7 +20,7 @@ from common.formatting import yuan
 from storage import models as m
 from storage.db import session_scope, upsert
 from tasks import audit, ledger
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 
 
 def _breaks(batches: list[m.PaymentBatch], returns: dict[str, m.BankReturn], prefix: str) -> list[tuple[str, str, str]]:
@@ -44,9 +44,7 @@ def _breaks(batches: list[m.PaymentBatch], returns: dict[str, m.BankReturn], pre
 
 @task(
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=RETRY_DELAY_SECONDS,
-    retry_condition_fn=transient_only,
+    **RETRY_TRANSIENT,
     task_run_name="reconcile {jurisdiction} {period}",
 )
 def reconcile(jurisdiction: str, period: str) -> dict[str, Any]:

@@ -101,7 +101,8 @@ def _idle_of(engine: Engine) -> list[tuple[int, Any]]:
     idle = _IDLE_ADBC.get(engine)
     if idle is None:
         idle = _IDLE_ADBC[engine] = []
-        event.listen(engine, "engine_disposed", _close_idle)
+        if not event.contains(engine, "engine_disposed", _close_idle):  # an engine disposed and used again
+            event.listen(engine, "engine_disposed", _close_idle)
     return idle
 
 

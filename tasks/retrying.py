@@ -23,3 +23,11 @@ def transient_only(task: Any, task_run: Any, state: Any) -> bool:
     except BaseException:
         return True
     return True
+
+
+RETRY_TRANSIENT: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": RETRY_DELAY_SECONDS,
+    "retry_condition_fn": transient_only,
+}
+"""The retry options of a task that reads or writes the record: `@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)`."""

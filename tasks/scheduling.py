@@ -44,7 +44,7 @@ from storage.db import session_scope
 from tasks.calendar import WorkingHours, add_working_days, working_days
 from tasks.notices import Outbox, notify
 from tasks.records import frame
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 
 TIME_ZONE = "Asia/Shanghai"  # visit times are China's
 # An operator setting: how long a visit that was cancelled, or not made, stays in its agency's calendar file
@@ -62,7 +62,7 @@ def links(text: str | None) -> set[str]:
     return {x.strip() for x in (text or "").split(";") if x.strip()}
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def waiting_applications(jurisdiction: str) -> pl.DataFrame:
     """Applications that need a visit, oldest request first, with the assessors they must not get again."""
     with session_scope() as s:
@@ -112,7 +112,7 @@ def waiting_applications(jurisdiction: str) -> pl.DataFrame:
     )
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def scheduling_resources(jurisdiction: str) -> dict[str, pl.DataFrame]:
     """Agencies, assessors and what is already booked."""
     with session_scope() as s:
@@ -401,7 +401,7 @@ def _chunks(keys: list[Any]) -> Iterator[list[Any]]:
         yield keys[i : i + CHUNK]
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def book_slots(plan: pl.DataFrame) -> dict[str, int]:
     """Book the planned visits with their slots and assessors, write their notices and flag what could not be
     placed, all in one transaction, with bulk statements.
@@ -617,7 +617,7 @@ CSV_HEADER = ["date", "time", "slot", "application_id", "person", "area", "asses
 GONE = {"cancelled": "已取消", "no_show": "申请人未到，本次评估取消"}  # visits that no longer take place
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def write_agency_schedules(jurisdiction: str, now: dt.datetime | None = None) -> list[str]:
     """Each agency's visits as a CSV (the visits to make) and an iCalendar file it can import (the same visits,
     and for `CANCELLED_KEPT_DAYS` after the change those cancelled or not made, as cancelled), rewritten from
@@ -777,7 +777,7 @@ def _replace_together(files: list[tuple[Path, bytes]]) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def visits_outside_hours(jurisdiction: str) -> list[str]:
     """Scheduled visits that do not lie within their agency's working hours (booked before the hours were set or
     changed): they stand until an operator moves them (a `cancel` event books a new visit)."""
@@ -820,7 +820,7 @@ def _start_minutes(starts_at: str | None, hours: WorkingHours) -> int:
     return int(hh) * 60 + int(mm or 0)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def enqueue_reminders(jurisdiction: str, as_of: dt.date) -> int:
     """A reminder to each applicant whose visit is on the next working day after `as_of`."""
     day = add_working_days(as_of, 1)

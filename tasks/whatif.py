@@ -33,7 +33,7 @@ from tasks.billing import claims_under, read_inputs
 from tasks.contributions import dues_under
 from tasks.eligibility import decide_under
 from tasks.records import Part
-from tasks.retrying import RETRY_DELAY_SECONDS, transient_only
+from tasks.retrying import RETRY_TRANSIENT
 from tasks.whatif_report import write_report
 
 KEYS = ["person_id", "provider_id", "care_mode"]
@@ -66,7 +66,7 @@ def contribution_periods(jurisdiction: str, months: list[str]) -> list[str]:
     return out
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def plan_replay(variant: Variant, months: list[str], persons_per_part: int) -> list[Part]:
     """The parts of whole persons the range is replayed in; every month must be within the pack's validity."""
     for period in months:
@@ -77,9 +77,7 @@ def plan_replay(variant: Variant, months: list[str], persons_per_part: int) -> l
 
 @task(
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=RETRY_DELAY_SECONDS,
-    retry_condition_fn=transient_only,
+    **RETRY_TRANSIENT,
     task_run_name="whatif {variant.jurisdiction} persons {part[0]}..{part[1]}",
 )
 def replay_part(
@@ -139,7 +137,7 @@ ELIGIBILITY = {
 }
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def replay_eligibility(variant: Variant) -> pl.DataFrame:
     """Every decision on the record made again under both packs: the decisions that would differ, with each."""
     with session_scope() as s:
@@ -519,7 +517,7 @@ def load_scenario_variant(variant_file: str, jurisdiction: str) -> Variant:
     return load_variant(Path(variant_file), jurisdiction)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE, **RETRY_TRANSIENT)
 def scenario_opening(jurisdiction: str, start: str) -> int:
     return opening_balance(jurisdiction, start)
 
